@@ -1,0 +1,23 @@
+/* The agent's one log sink (the only global in agent-lib).  Library modules
+ * log at debug only; the daemon and CLI log what the operator acts on.
+ * Under systemd (JOURNAL_STREAM set to stderr) lines carry <N> priority
+ * prefixes for journald; on a terminal they read "anb-agent: warning: ...".
+ * Callers must never pass a secret, token or credential. */
+#pragma once
+
+#include <syslog.h>
+
+#include "util.h"
+
+void log_setup(const char *ident);
+void log_set_max_level(int level);
+int log_get_max_level(void);
+/* Sends every line to fn instead of stderr (tests capture logs with it). */
+void log_set_sink(void (*fn)(int prio, const char *msg, void *userdata), void *userdata);
+void log_msg(int prio, const char *fmt, ...) _printf_(2, 3);
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)

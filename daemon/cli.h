@@ -1,0 +1,20 @@
+/* Shared bits of the anb-agent command line: the verbs live in their own
+ * files (render.c here, run in manager.c, the control clients in ctl.c). */
+#pragma once
+
+#include <stdbool.h>
+
+#include "config.h"
+
+typedef struct CliOptions {
+        const char *config_path;
+        bool verbose;
+} CliOptions;
+
+/* Loads the configuration, printing "file:line: message" on failure.
+ * Returns 0 or a sysexits code. */
+int cli_load_config(const CliOptions *o, Config **ret);
+
+int verb_render(const CliOptions *o, int argc, char **argv);
+int verb_check_config(const CliOptions *o, int argc, char **argv);
+int verb_run(const CliOptions *o, int argc, char **argv);

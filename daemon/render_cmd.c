@@ -1,0 +1,172 @@
+/* `anb-agent render` and `anb-agent check-config`: one-shot verbs that
+ * run a private libuv loop to completion.  They touch no unit. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <sysexits.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "envfile.h"
+#include "http.h"
+#include "imds.h"
+#include "log.h"
+#include "render.h"
+#include "template.h"
+#include "util.h"
+
+int cli_load_config(const CliOptions *o, Config **ret) {
+        _cleanup_free_ char *err = NULL;
+        int r = config_load(o->config_path, ret, &err);
+        if (r == -ENOMEM) {
+                log_error("out of memory");
+                return EX_OSERR;
+        }
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                return EX_CONFIG;
+        }
+        return 0;
+}
+
+typedef struct RenderCli {
+        RenderOutcome *outcome;
+        bool done;
+} RenderCli;
+
+static void on_render(RenderOutcome *o, void *userdata) {
+        RenderCli *rc = userdata;
+        rc->outcome = o;
+        rc->done = true;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+        (void) arg;
+        if (!uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+/* Renders once; returns a sysexits code. */
+static int render_once(const Config *c, bool write, bool print) {
+        uv_loop_t loop;
+        HttpLoop *http = NULL;
+        ImdsClient *imds = NULL;
+        RenderCli rc = {0};
+        int r, code = 0;
+
+        uv_loop_init(&loop);
+        r = http_loop_new(&loop, &http);
+        if (r >= 0 && !c->imds_disabled) {
+                ImdsOptions io = {
+                        .endpoint = c->imds_endpoint,
+                        .token_ttl = c->imds_token_ttl,
+                        .connect_timeout_ms = c->imds_connect_timeout_ms,
+                        .timeout_ms = c->imds_timeout_ms,
+                        .attempts = c->imds_attempts,
+                };
+                r = imds_client_new(&loop, http, &io, &imds);
+        }
+        if (r >= 0)
+                r = render_start(imds, c, write ? RENDER_WRITE : 0, on_render, &rc);
+        if (r >= 0)
+                uv_run(&loop, UV_RUN_DEFAULT);
+
+        RenderOutcome *o = rc.outcome;
+        if (r < 0 || !o) {
+                log_error("render failed: %s", strerror(r < 0 ? -r : ENOMEM));
+                code = EX_OSERR;
+        } else if (o->error) {
+                for (char *line = strtok(o->message, "\n"); line; line = strtok(NULL, "\n"))
+                        log_error("%s", line);
+                code = o->exit_code;
+        } else {
+                for (char **w = o->warnings; w && *w; w++)
+                        log_warning("%s", *w);
+                if (print)
+                        fwrite(o->rendered->text, 1, o->rendered->len, stdout);
+                if (write)
+                        log_info("%s %s (%zu variables)", o->changed ? "wrote" : "unchanged:", c->env_output,
+                                 o->rendered->n_vars);
+        }
+        if (imds) {
+                const ImdsStats *s = imds_stats(imds);
+                log_debug("IMDS requests: %u token, %u get, %u retries", s->token_requests, s->get_requests,
+                          s->retries);
+        }
+        render_outcome_free(o);
+        imds_client_free(imds);
+        http_loop_free(http);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_walk(&loop, close_walk, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&loop) != 0)
+                log_debug("loop closed with handles left");
+        return code;
+}
+
+int verb_render(const CliOptions *opts, int argc, char **argv) {
+        static const struct option longopts[] = {
+                {"stdout", no_argument, NULL, 's'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        bool to_stdout = false;
+        int ch;
+        optind = 1;
+        while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) >= 0)
+                switch (ch) {
+                case 's':
+                        to_stdout = true;
+                        break;
+                case 'h':
+                        printf("Usage: anb-agent [--config PATH] render [--stdout]\n\n"
+                               "Resolves the template and replaces the .env atomically; touches no unit.\n"
+                               "--stdout prints the rendered file instead (it contains secrets).\n");
+                        return 0;
+                default:
+                        return EX_USAGE;
+                }
+        if (optind < argc) {
+                log_error("render takes no arguments besides --stdout");
+                return EX_USAGE;
+        }
+        _cleanup_(config_freep) Config *c = NULL;
+        int code = cli_load_config(opts, &c);
+        if (code)
+                return code;
+        if (to_stdout)
+                log_warning("--stdout prints the rendered .env, secrets included; mind where it goes");
+        return render_once(c, !to_stdout, to_stdout);
+}
+
+int verb_check_config(const CliOptions *opts, int argc, char **argv) {
+        if (argc > 1) {
+                if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
+                        printf("Usage: anb-agent [--config PATH] check-config\n\n"
+                               "Validates the configuration and the template; prints nothing when both are "
+                               "good.\n");
+                        return 0;
+                }
+                log_error("check-config takes no arguments");
+                return EX_USAGE;
+        }
+        _cleanup_(config_freep) Config *c = NULL;
+        int code = cli_load_config(opts, &c);
+        if (code)
+                return code;
+        _cleanup_free_ char *text = NULL, *err = NULL;
+        size_t len;
+        int r = read_file_full(c->env_template, 1024 * 1024, &text, &len);
+        if (r < 0) {
+                log_error("cannot read template %s: %s ([env] template in %s)", c->env_template, strerror(-r),
+                          c->path);
+                return EX_CONFIG;
+        }
+        _cleanup_(template_freep) Template *t = NULL;
+        r = template_parse(c->env_template, text, len, &t, &err);
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                return EX_CONFIG;
+        }
+        return 0;
+}
