@@ -59,7 +59,10 @@ int envfile_quote(Buf *out, const char *v, EnvFormat format, bool *ret_portable)
         if (!utf8_is_valid(v, n))
                 return -EILSEQ;
 
-        bool cr = strchr(v, '\r');
+        /* python-dotenv reads files with universal newlines (a CR becomes
+         * LF) and expands ${...} even inside single quotes, with no escape. */
+        const char *dollar = strstr(v, "${");
+        bool cr = strchr(v, '\r') || (dollar && strchr(dollar, '}'));
         if (!cr && !strchr(v, '\'') && !strstr(v, "\\\\") && !(n > 0 && v[n - 1] == '\\')) {
                 *ret_portable = true;
                 return quote_with(out, v, '\'', "");

@@ -2,10 +2,13 @@
  * the file atomically.
  *
  * Quoting rule (documented in README "The .env file"):
- *   1. single quotes 'v' when v has no ', no CR, no "\\" and does not end in
- *      "\" -- systemd, python-dotenv and sh then all read v literally;
+ *   1. single quotes 'v' when v has no ', no "\\" and does not end in "\"
+ *      -- systemd, python-dotenv and sh then all read v literally;
  *   2. else double quotes "v" with \ and " backslash-escaped, when v has no
- *      $, no ` and no CR -- the three readers agree on those two escapes;
+ *      $ and no ` -- the three readers agree on those two escapes;
+ *   Neither applies to a value with a CR or a ${...} in it: python-dotenv
+ *   turns CR into LF and expands ${...} (0.21 does so even in single
+ *   quotes, and has no escape for it).
  *   3. else no form exists that all three read back: [env] format decides
  *      (systemd and shell: double quotes escaping \ " $ `; dotenv: single
  *      quotes escaping \ and ') and envfile_quote() reports it so the caller

@@ -1,0 +1,89 @@
+# Sourced by every integration test.  Runs inside test/harness.sh, so a
+# private systemd user manager is up and $ANB_UNIT_DIR is its unit dir.
+set -euo pipefail
+
+ANB_AGENT=${ANB_AGENT:?ANB_AGENT must name the binary under test}
+SRC=${ANB_SRCDIR:?}
+WORK=$(mktemp -d /tmp/anb-it.XXXXXX)
+chmod 0755 "$WORK"
+_cleanups=()
+
+cleanup() {
+	local i
+	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+at_exit() { _cleanups+=("$1"); }
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+step() { echo "--- $*"; }
+
+assert_eq() { # actual expected what
+	[ "$1" == "$2" ] || fail "$3: got [$1], want [$2]"
+}
+assert_contains() { # haystack needle what
+	[[ $1 == *"$2"* ]] || fail "$3: [$1] does not contain [$2]"
+}
+assert_not_contains() {
+	[[ $1 != *"$2"* ]] || fail "$3: [$1] contains [$2]"
+}
+
+# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
+wait_for() {
+	local limit=$1
+	shift
+	local end=$(($(date +%s%3N) + limit * 1000))
+	until "$@"; do
+		[ "$(date +%s%3N)" -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}
+
+# start_imds [STATE_JSON]: starts the IMDS fake; sets IMDS_URL.
+start_imds() {
+	local state=${1:-}
+	local args=(--port 0 --port-file "$WORK/imds.port")
+	if [ -n "$state" ]; then
+		printf '%s' "$state" >"$WORK/imds-state.json"
+		args+=(--state "$WORK/imds-state.json")
+	fi
+	/usr/bin/python3 "$SRC/test/fakes/imds.py" "${args[@]}" 2>"$WORK/imds.log" &
+	local pid=$!
+	at_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+	wait_for 10 test -s "$WORK/imds.port" || fail "IMDS fake did not start"
+	IMDS_URL=http://127.0.0.1:$(cat "$WORK/imds.port")
+}
+
+imds_ctl() { # imds_ctl PATH [JSON]
+	if [ $# -gt 1 ]; then
+		curl -sf -X POST --data "$2" "$IMDS_URL/_fake/$1"
+	else
+		curl -sf "$IMDS_URL/_fake/$1"
+	fi
+}
+
+imds_count() { # imds_count token_put|get|unauthorized
+	imds_ctl stats | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"
+}
+
+# write_conf FILE: an agent.conf for $WORK with the fake IMDS; extra
+# sections come from stdin.
+write_conf() {
+	{
+		cat <<CONF
+[imds]
+endpoint = $IMDS_URL
+attempts = 2
+timeout_ms = 2000
+[env]
+template = $WORK/env.tmpl
+output = $WORK/app/.env
+CONF
+		cat
+	} >"$1"
+	mkdir -p "$WORK/app"
+}

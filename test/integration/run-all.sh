@@ -1,0 +1,32 @@
+#!/bin/bash
+# Runs every integration test (test/integration/test-*.sh), each inside its
+# own harness (a private systemd manager, see test/harness.sh), and prints
+# "N passed, N failed".  ANB_AGENT names the binary under test.
+#   test/integration/run-all.sh [NAME-PATTERN]
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export ANB_SRCDIR=$root
+export ANB_AGENT=${ANB_AGENT:-$root/build/anb-agent}
+pattern=${1:-}
+passed=0 failed=0 failures=()
+logs=$(mktemp -d /tmp/anb-integration.XXXXXX)
+
+for t in "$here"/test-*.sh; do
+	name=$(basename "$t" .sh)
+	[ -n "$pattern" ] && [[ $name != *$pattern* ]] && continue
+	start=$(date +%s%3N)
+	if ANB_HARNESS_LOG=$logs/$name timeout 600 "$root/test/harness.sh" bash "$t" >"$logs/$name.log" 2>&1; then
+		passed=$((passed + 1))
+		ms=$(($(date +%s%3N) - start))
+		printf 'PASS %-40s %3d.%03ds\n' "$name" $((ms / 1000)) $((ms % 1000))
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+		printf 'FAIL %-40s (log: %s)\n' "$name" "$logs/$name.log"
+		sed 's/^/    | /' "$logs/$name.log" | tail -40
+	fi
+done
+echo "integration: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && rm -rf "$logs"
+[ "$failed" -eq 0 ]

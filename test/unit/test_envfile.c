@@ -1,0 +1,225 @@
+/* Quoting (read back by python-dotenv and sh here; by systemd in the
+ * integration tests) and the atomic replace of the .env. */
+#include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "envfile.h"
+#include "testutil.h"
+
+static const struct {
+        const char *value;
+        const char *quoted;
+        bool portable;
+} quote_cases[] = {
+        {"", "''", true},
+        {"plain", "'plain'", true},
+        {"hello world", "'hello world'", true},
+        {"$HOME and ${X}", "\"\\$HOME and \\${X}\"", false},
+        {"`cmd`", "'`cmd`'", true},
+        {"#not a comment", "'#not a comment'", true},
+        {"a=b", "'a=b'", true},
+        {"multi\nline", "'multi\nline'", true},
+        {"C:\\dir", "'C:\\dir'", true},
+        {"say \"hi\"", "'say \"hi\"'", true},
+        {"it's", "\"it's\"", true},
+        {"two\\\\slashes", "\"two\\\\\\\\slashes\"", true},
+        {"ends\\", "\"ends\\\\\"", true},
+        {"it's \"q\"\nx", "\"it's \\\"q\\\"\nx\"", true},
+        {"it's $5", "\"it's \\$5\"", false},
+        {"it's `x`", "\"it's \\`x\\`\"", false},
+        {"cr\rx", "\"cr\rx\"", false},
+        {"${HOME}", "\"\\${HOME}\"", false},
+        {"${HOME", "'${HOME'", true},
+};
+
+START_TEST(test_envfile_quote_picks_common_form) {
+        for (size_t i = 0; i < ELEMENTSOF(quote_cases); i++) {
+                Buf b = {0};
+                bool portable;
+                ck_assert_int_eq(envfile_quote(&b, quote_cases[i].value, ENV_FORMAT_SYSTEMD, &portable), 0);
+                ck_assert_msg(streq(b.data, quote_cases[i].quoted), "case %zu: got [%s] want [%s]", i, b.data,
+                              quote_cases[i].quoted);
+                ck_assert_msg(portable == quote_cases[i].portable, "case %zu: portable=%d", i, portable);
+                buf_deinit(&b);
+        }
+}
+END_TEST
+
+START_TEST(test_envfile_quote_rejects_invalid_utf8) {
+        Buf b = {0};
+        bool portable;
+        ck_assert_int_eq(envfile_quote(&b, "bad\xff", ENV_FORMAT_SYSTEMD, &portable), -EILSEQ);
+        ck_assert_int_eq(envfile_quote(&b, "\xc3\x28", ENV_FORMAT_SYSTEMD, &portable), -EILSEQ);
+        ck_assert_int_eq(envfile_quote(&b, "caf\xc3\xa9", ENV_FORMAT_SYSTEMD, &portable), 0);
+        buf_deinit(&b);
+}
+END_TEST
+
+/* Values that exercise every special character the readers care about. */
+static const char *const readback_values[] = {
+        "plain", "", " lead and trail ", "hello world", "it's", "say \"hi\"", "$HOME", "${HOME}", "${HOME", "$$", "cr\rlf",
+        "a\\b", "two\\\\slashes", "ends\\", "\\'", "#hash", "a=b=c", "multi\nline\n", "tab\there",
+        "`cmd`", "caf\xc3\xa9 \xe2\x82\xac", "it's $5", "it's `x`", "it's \\ \"q\" $ ` done", "'",
+        "\"", "\\", "x\\$y",
+};
+
+static char *read_back(const char *reader, const char *file) {
+        char cmd[1024];
+        if (streq(reader, "sh"))
+                snprintf(cmd, sizeof cmd, "env -i /bin/sh -c 'set -a; . \"%s\"; printf %%s \"$V\"'", file);
+        else
+                snprintf(cmd, sizeof cmd,
+                         "/usr/bin/python3 -c 'import dotenv,sys; "
+                         "sys.stdout.buffer.write(dotenv.dotenv_values(sys.argv[1])[\"V\"].encode())' \"%s\"",
+                         file);
+        int status;
+        char *out = run_capture(cmd, &status);
+        ck_assert_msg(status == 0, "%s failed to read %s", reader, file);
+        return out;
+}
+
+static void check_readers(EnvFormat format) {
+        _cleanup_free_ char *dir = test_tmpdir();
+        char file[300];
+        snprintf(file, sizeof file, "%s/.env", dir);
+        for (size_t i = 0; i < ELEMENTSOF(readback_values); i++) {
+                const char *v = readback_values[i];
+                Buf b = {0};
+                bool portable;
+                buf_puts(&b, "V=");
+                ck_assert_int_eq(envfile_quote(&b, v, format, &portable), 0);
+                buf_puts(&b, "\n");
+                write_text(file, b.data);
+                const char *readers[] = {"sh", "dotenv"};
+                for (size_t k = 0; k < 2; k++) {
+                        /* A value with no common form only has to satisfy
+                         * the reader its format was chosen for. */
+                        if (!portable && !(format == ENV_FORMAT_DOTENV ? k == 1 : k == 0))
+                                continue;
+                        /* ...and python-dotenv cannot be given ${...} or a
+                         * CR at all (README, "The .env file"). */
+                        if (k == 1 && (strstr(v, "${") || strchr(v, '\r')))
+                                continue;
+                        char *got = read_back(readers[k], file);
+                        ck_assert_msg(streq(got, v), "%s read [%s] back as [%s] from %s", readers[k], v, got,
+                                      b.data);
+                        free(got);
+                }
+                buf_deinit(&b);
+        }
+        rm_rf(dir);
+}
+
+START_TEST(test_envfile_sh_and_dotenv_read_back_exact_values) {
+        check_readers(ENV_FORMAT_SYSTEMD);
+}
+END_TEST
+
+START_TEST(test_envfile_dotenv_format_serves_dotenv) {
+        check_readers(ENV_FORMAT_DOTENV);
+}
+END_TEST
+
+static unsigned count_entries(const char *dir) {
+        DIR *d = opendir(dir);
+        unsigned n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)))
+                if (!streq(e->d_name, ".") && !streq(e->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+START_TEST(test_envfile_write_replaces_atomically_with_mode_and_reports_change) {
+        _cleanup_free_ char *dir = test_tmpdir();
+        char path[300];
+        snprintf(path, sizeof path, "%s/.env", dir);
+        write_text(path, "OLD='1'\n");
+        chmod(path, 0644);
+
+        bool changed;
+        ck_assert_int_eq(envfile_write(path, "NEW='2'\n", 8, getuid(), getgid(), 0640, &changed), 0);
+        ck_assert(changed);
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0640);
+        char *text;
+        ck_assert_int_eq(read_file_full(path, 100, &text, NULL), 0);
+        ck_assert_str_eq(text, "NEW='2'\n");
+        free(text);
+        ck_assert_uint_eq(count_entries(dir), 1);
+
+        /* Same content again: nothing is written, the inode stays. */
+        ino_t ino = st.st_ino;
+        ck_assert_int_eq(envfile_write(path, "NEW='2'\n", 8, getuid(), getgid(), 0640, &changed), 0);
+        ck_assert(!changed);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_ino, ino);
+
+        /* Only the mode differs: rewritten, but the content did not change. */
+        ck_assert_int_eq(envfile_write(path, "NEW='2'\n", 8, getuid(), getgid(), 0600, &changed), 0);
+        ck_assert(!changed);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0600);
+        rm_rf(dir);
+}
+END_TEST
+
+START_TEST(test_envfile_write_into_missing_directory_fails_cleanly) {
+        bool changed;
+        ck_assert_int_eq(envfile_write("/tmp/anb-no-such-dir/x/.env", "A=1\n", 4, 0, 0, 0600, &changed), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_envfile_enospc_keeps_old_file_and_leaves_no_temp) {
+        if (geteuid() != 0) {
+                fprintf(stderr, "skipped: needs root for a private tmpfs\n");
+                return;
+        }
+        /* check forks each test: the mount namespace dies with it. */
+        ck_assert_int_eq(unshare(CLONE_NEWNS), 0);
+        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        _cleanup_free_ char *dir = test_tmpdir();
+        ck_assert_int_eq(mount("tmpfs", dir, "tmpfs", 0, "size=16k"), 0);
+        char path[300];
+        snprintf(path, sizeof path, "%s/.env", dir);
+        write_text(path, "KEEP='me'\n");
+
+        size_t big = 64 * 1024;
+        char *content = malloc(big);
+        memset(content, 'x', big);
+        bool changed;
+        ck_assert_int_eq(envfile_write(path, content, big, 0, 0, 0640, &changed), -ENOSPC);
+        char *text;
+        ck_assert_int_eq(read_file_full(path, 100, &text, NULL), 0);
+        ck_assert_str_eq(text, "KEEP='me'\n");
+        ck_assert_uint_eq(count_entries(dir), 1);
+        free(text);
+        free(content);
+        umount(dir);
+        rmdir(dir);
+}
+END_TEST
+
+Suite *suite_envfile(void) {
+        Suite *s = suite_create("envfile");
+        TCase *tc = tcase_create("quote");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_envfile_quote_picks_common_form);
+        tcase_add_test(tc, test_envfile_quote_rejects_invalid_utf8);
+        tcase_add_test(tc, test_envfile_sh_and_dotenv_read_back_exact_values);
+        tcase_add_test(tc, test_envfile_dotenv_format_serves_dotenv);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("write");
+        tcase_add_test(tc, test_envfile_write_replaces_atomically_with_mode_and_reports_change);
+        tcase_add_test(tc, test_envfile_write_into_missing_directory_fails_cleanly);
+        tcase_add_test(tc, test_envfile_enospc_keeps_old_file_and_leaves_no_temp);
+        suite_add_tcase(s, tc);
+        return s;
+}
