@@ -1,0 +1,97 @@
+# Sourced (by integration tests and the demo) inside test/harness.sh: lays
+# out an instance under $ROOT -- the sample app, nginx and redis configs,
+# agent.conf and env.tmpl -- and installs the user-manager units generated
+# from units/ by scripts/user-units.sh.
+#
+#   app_setup ROOT IMDS_URL [BUS]     BUS: user (default) or system (the
+#                                      production path, via DBUS_SYSTEM_BUS_ADDRESS)
+#   agent_start / agent_stop
+#   unit_prop UNIT PROP                e.g. unit_prop anb-api.service MainPID
+
+app_setup() {
+	ROOT=$1
+	local imds=$2 bus=${3:-user}
+	local src=${ANB_SRCDIR:?}
+	mkdir -p "$ROOT"/{etc/anb-agent,etc/nginx,etc/redis,srv/anb,run,var/lib/redis,var/log/nginx,tmp/nginx}
+	cp -r "$src/app" "$ROOT/srv/anb/app"
+
+	cat >"$ROOT/etc/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+pid $ROOT/run/nginx.pid;
+error_log $ROOT/var/log/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $ROOT/tmp/nginx/body;
+    proxy_temp_path $ROOT/tmp/nginx/proxy;
+    fastcgi_temp_path $ROOT/tmp/nginx/fastcgi;
+    uwsgi_temp_path $ROOT/tmp/nginx/uwsgi;
+    scgi_temp_path $ROOT/tmp/nginx/scgi;
+    include $src/conf/nginx-anb.conf;
+}
+NGINX
+	cat >"$ROOT/etc/redis/redis.conf" <<REDIS
+bind 127.0.0.1
+port 6379
+dir $ROOT/var/lib/redis
+save ""
+appendonly no
+logfile ""
+REDIS
+	cat >"$ROOT/etc/anb-agent/agent.conf" <<CONF
+[imds]
+endpoint = $imds
+attempts = 3
+[env]
+template = $ROOT/etc/anb-agent/env.tmpl
+output = $ROOT/srv/anb/.env
+mode = 0640
+[systemd]
+bus = $bus
+[units]
+role_tag = anb:role
+default_role = web
+[units.web]
+manage = redis-server.service anb-api.service nginx.service
+restart_on_change = anb-api.service
+[units.worker]
+manage = redis-server.service anb-worker.service
+restart_on_change = anb-worker.service
+warm_stop = anb-worker.service
+[units.both]
+manage = redis-server.service anb-api.service anb-worker.service nginx.service
+restart_on_change = anb-api.service anb-worker.service
+warm_stop = anb-worker.service
+[health]
+listen = 127.0.0.1:8081
+[control]
+socket = $ROOT/run/anb-agent/control.sock
+CONF
+	{
+		cat "$src/conf/env.tmpl"
+		echo 'APP_NAME=${tag:Name:-anb}'
+	} >"$ROOT/etc/anb-agent/env.tmpl"
+
+	"$src/scripts/user-units.sh" "$ROOT" "$ANB_AGENT" "$ANB_UNIT_DIR"
+	mkdir -p "$ANB_UNIT_DIR/anb-agent.service.d"
+	{
+		echo "[Service]"
+		echo "Environment=PYTHONDONTWRITEBYTECODE=1"
+		# No journald in the harness: the agent's log goes to a file.
+		echo "StandardOutput=append:$ROOT/agent.log"
+		echo "StandardError=inherit"
+		if [ "$bus" = system ]; then echo "Environment=DBUS_SYSTEM_BUS_ADDRESS=$ANB_BUS"; fi
+	} >"$ANB_UNIT_DIR/anb-agent.service.d/harness.conf"
+	for u in anb-api anb-worker; do
+		mkdir -p "$ANB_UNIT_DIR/$u.service.d"
+		printf '[Service]\nEnvironment=PYTHONDONTWRITEBYTECODE=1\nStandardOutput=append:%s\nStandardError=inherit\n' \
+			"$ROOT/$u.log" >"$ANB_UNIT_DIR/$u.service.d/harness.conf"
+	done
+	systemctl --user daemon-reload
+}
+
+unit_prop() { systemctl --user show -P "$2" "$1"; }
+
+agent_start() { systemctl --user start anb-agent.service; }
+
+agent_log() { cat "$ROOT/agent.log" 2>/dev/null || true; }

@@ -1,0 +1,52 @@
+#!/bin/bash
+# From nothing to every unit active and the app answering through nginx
+# with values the agent rendered from IMDS and tags -- on a real systemd
+# manager with Debian's nginx, redis-server, gunicorn and celery.
+. "$(dirname "$0")/lib.sh"
+. "$SRC/test/app-env.sh"
+start_imds '{"tags": {"Name": "anb-both-1", "anb:role": "both", "anb:env": "staging"}}'
+app_setup "$WORK/root" "$IMDS_URL" user
+
+step "systemctl start returns once the agent said READY=1"
+t0=$(date +%s%3N)
+agent_start
+t1=$(date +%s%3N)
+echo "measured: systemctl start anb-agent (run → READY=1) took $((t1 - t0)) ms"
+agent_log | grep "bootstrap finished" || fail "no bootstrap line: $(agent_log)"
+for u in redis-server anb-api anb-worker nginx; do
+	assert_eq "$(unit_prop $u.service ActiveState)" active "$u"
+	ts=$(unit_prop $u.service ExecMainStartTimestampMonotonic)
+	te=$(unit_prop $u.service ActiveEnterTimestampMonotonic)
+	echo "measured: $u start (ExecMainStart → active) $(((te - ts) / 1000)) ms"
+done
+
+step "units started in the configured order, each after the previous job finished"
+prev=0
+for u in redis-server anb-api anb-worker nginx; do
+	t=$(unit_prop $u.service InactiveExitTimestampMonotonic)
+	[ "$t" -gt "$prev" ] || fail "$u started before the unit before it"
+	prev=$(unit_prop $u.service ActiveEnterTimestampMonotonic)
+done
+
+step "the app, through nginx, shows values from the rendered .env"
+settings=$(curl -sf 127.0.0.1:8080/settings)
+assert_contains "$settings" '"APP_ENV":"staging"' "tag value"
+assert_contains "$settings" '"AWS_DEFAULT_REGION":"eu-west-1"' "identity value"
+assert_contains "$settings" '"APP_NAME":"anb-both-1"' "Name tag"
+assert_contains "$settings" '"AVAILABILITY_ZONE":"eu-west-1b"' "meta-data value"
+
+step "the API enqueues a celery task through redis and returns its result"
+res=$(curl -sf -X POST 127.0.0.1:8080/videos/v42/transcode)
+assert_contains "$res" '"video_id":"v42","status":"transcoded"' "task result"
+assert_contains "$res" '"app_env":"staging"' "worker saw the .env"
+
+step "systemctl status tells the story in one line"
+status=$(systemctl --user status anb-agent.service)
+assert_contains "$status" 'Status: "healthy · both · 4/4 units active · env r1' "STATUS="
+
+step "SIGTERM ends the agent, not the app"
+systemctl --user stop anb-agent.service
+assert_eq "$(unit_prop anb-api.service ActiveState)" active "api after agent stop"
+assert_eq "$(unit_prop nginx.service ActiveState)" active "nginx after agent stop"
+agent_log | grep -q "exiting; the app's units keep running" || fail "no exit line"
+echo OK

@@ -1,0 +1,16 @@
+#!/bin/bash
+# Role worker (tag anb:role) starts only the worker's units -- and this
+# test reaches systemd through the production code path: bus = system
+# with DBUS_SYSTEM_BUS_ADDRESS pointing at the harness's bus.
+. "$(dirname "$0")/lib.sh"
+. "$SRC/test/app-env.sh"
+start_imds '{"tags": {"Name": "anb-worker-1", "anb:role": "worker", "anb:env": "staging"}}'
+app_setup "$WORK/root" "$IMDS_URL" system
+agent_start
+assert_eq "$(unit_prop redis-server.service ActiveState)" active "redis"
+assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker"
+assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api not started"
+assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx not started"
+assert_contains "$(systemctl --user status anb-agent.service)" "healthy · worker · 2/2 units active" "STATUS="
+agent_log | grep -q "role worker, 2/2 units active" || fail "bootstrap line: $(agent_log)"
+echo OK
