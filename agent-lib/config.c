@@ -180,7 +180,9 @@ static int handler(void *user, const char *section, const char *name, const char
                         c->bus = BUS_USER;
                 else
                         return fail(p, "bus must be system or user, not '%s'", value);
-        } else if (KEY("units", "role_tag"))
+        } else if (KEY("units", "start_limit_retry"))
+                UINT(c->start_limit_retry_sec, 1, 3600);
+        else if (KEY("units", "role_tag"))
                 r = set_str(&c->role_tag, value);
         else if (KEY("units", "default_role"))
                 r = set_str(&c->default_role, value);
@@ -224,6 +226,7 @@ static int set_defaults(Config *c, const char *path) {
                 .env_mode = 0640,
                 .env_format = ENV_FORMAT_SYSTEMD,
                 .env_refresh_sec = 300,
+                .start_limit_retry_sec = 10,
                 .bus = BUS_SYSTEM,
                 .health_upstream_interval_ms = 5000,
         };

@@ -42,6 +42,8 @@ typedef struct Config {
 
         BusKind bus;
 
+        unsigned start_limit_retry_sec;
+
         char *role_tag;
         char *default_role;
         UnitSet units;      /* [units] */

@@ -54,6 +54,7 @@ struct UnitManager {
         bool freeing;
         bool in_new;
         unsigned pending_closes; /* handles whose close callbacks are due */
+        uint64_t recovery_delay_ms;
 
         Unit **units;
         size_t n_units;
@@ -140,7 +141,10 @@ static void props_updated(Unit *u, const char *old_active, const char *old_sub, 
         if (streq_ptr(old_active, u->active_state) && streq_ptr(old_sub, u->sub_state) && old_pid == u->main_pid)
                 return;
         u->changed_usec = now_usec();
-        if (streq_ptr(u->active_state, "failed") && streq_ptr(u->result, "start-limit-hit"))
+        /* "failed" is where systemd stops trying: its start limit was hit
+         * (systemd 252 then still reports the first failure's Result, e.g.
+         * exit-code, not start-limit-hit) or the unit has no Restart=. */
+        if (streq_ptr(u->active_state, "failed") && !streq_ptr(old_active, "failed"))
                 schedule_recovery(u);
         if (streq_ptr(u->active_state, "active"))
                 u->recovery_attempt = 0;
@@ -255,7 +259,7 @@ static void schedule_recovery(Unit *u) {
         if (uv_is_active((uv_handle_t *) u->recovery_timer))
                 return;
         unsigned n = u->recovery_attempt < 5 ? u->recovery_attempt : 5;
-        uint64_t delay = 10000ULL << n; /* 10 s, 20 s, ... 320 s */
+        uint64_t delay = m->recovery_delay_ms << n; /* 10 s, 20 s, ... 320 s */
         u->recovery_attempt++;
         if (m->events.recovery)
                 m->events.recovery(m, u->name, u->recovery_attempt, delay, m->userdata);
@@ -345,6 +349,10 @@ bool units_find(const UnitManager *m, const char *name, UnitInfo *ret) {
                 return false;
         unit_info(u, ret);
         return true;
+}
+
+void units_set_recovery_delay(UnitManager *m, uint64_t ms) {
+        m->recovery_delay_ms = ms ? ms : 10000;
 }
 
 bool units_connected(const UnitManager *m) {
@@ -644,6 +652,7 @@ int units_new(uv_loop_t *loop, bool user_bus, const UnitManagerEvents *events, v
                 return -ENOMEM;
         m->loop = loop;
         m->user_bus = user_bus;
+        m->recovery_delay_ms = 10000;
         if (events)
                 m->events = *events;
         m->userdata = userdata;

@@ -4,8 +4,9 @@
  * units it tracks from PropertiesChanged signals (never polling), runs
  * sequences of jobs (StartUnit, RestartUnit, ...) one unit at a time,
  * each job's result read from JobRemoved before the next begins, and
- * recovers units that hit their start limit (ResetFailedUnit, then a
- * start, with backoff).  It reconnects with backoff if the bus goes away.
+ * recovers units systemd gave up on: a tracked unit entering "failed"
+ * (its start limit hit, or no Restart=) gets ResetFailedUnit and a new
+ * start, with backoff (10 s doubling to 320 s by default).  It reconnects with backoff if the bus goes away.
  *
  * It owns its bus connection, the table and every call in flight.  It
  * logs nothing above debug; the owner hears of changes through callbacks. */
@@ -44,6 +45,9 @@ int units_new(uv_loop_t *loop, bool user_bus, const UnitManagerEvents *events, v
 void units_free(UnitManager *m);
 
 bool units_connected(const UnitManager *m);
+/* First delay of the start-limit recovery (doubles per attempt, up to 32
+ * times this); default 10 s. */
+void units_set_recovery_delay(UnitManager *m, uint64_t ms);
 
 /* Replaces the set of tracked units. */
 int units_track(UnitManager *m, char *const *names);

@@ -130,7 +130,9 @@ static void on_bus_changed(UnitManager *um, bool connected, int error, void *use
 static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uint64_t delay_ms, void *userdata) {
         (void) um, (void) userdata;
         if (delay_ms)
-                log_warning("%s hit its start limit; resetting and starting it again in %llus (attempt %u)", unit,
+                log_warning("%s failed and systemd stopped restarting it; ResetFailedUnit and start again in "
+                            "%llus (attempt %u)",
+                            unit,
                             (unsigned long long) delay_ms / 1000, attempt);
         else
                 log_notice("%s: ResetFailedUnit and StartUnit (start-limit recovery, attempt %u)", unit, attempt);
@@ -399,6 +401,7 @@ int manager_run(Config *config) {
                 manager_teardown(m);
                 return EX_OSERR;
         }
+        units_set_recovery_delay(m->units, (uint64_t) config->start_limit_retry_sec * 1000);
         if (!units_connected(m->units))
                 log_warning("cannot connect to systemd's %s bus yet; retrying",
                             config->bus == BUS_USER ? "user" : "system");

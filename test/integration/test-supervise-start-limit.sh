@@ -1,0 +1,32 @@
+#!/bin/bash
+# A unit that hits its start limit (systemd gives up: failed) is reset (ResetFailedUnit) and started
+# again with backoff, and the agent logs both.
+. "$(dirname "$0")/lib.sh"
+. "$SRC/test/app-env.sh"
+start_imds '{"tags": {"Name": "anb-flaky-1", "anb:role": "flaky"}}'
+app_setup "$WORK/root" "$IMDS_URL" user
+cat >>"$ROOT/etc/anb-agent/agent.conf" <<CONF
+[units]
+start_limit_retry = 1
+[units.flaky]
+manage = flaky.service
+CONF
+cat >"$ANB_UNIT_DIR/flaky.service" <<UNIT
+[Unit]
+StartLimitIntervalSec=60
+StartLimitBurst=2
+[Service]
+ExecStart=/bin/sh -c 'test -e $WORK/flaky-ok || exit 1; exec sleep 600'
+Restart=always
+RestartSec=100ms
+UNIT
+systemctl --user daemon-reload
+agent_start
+
+hit() { agent_log | grep -q "flaky.service failed and systemd stopped restarting it; ResetFailedUnit and start again in 1s (attempt 1)"; }
+wait_for 10 hit || fail "start limit not noticed: $(agent_log | tail -5)"
+touch "$WORK/flaky-ok"
+up() { [ "$(unit_prop flaky.service ActiveState)" = active ]; }
+wait_for 10 up || fail "flaky.service was not restarted: $(agent_log | tail -5)"
+agent_log | grep -q "flaky.service: ResetFailedUnit and StartUnit (start-limit recovery, attempt 1)" || fail "no recovery line"
+echo OK
