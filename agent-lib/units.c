@@ -101,6 +101,7 @@ static void unit_info(const Unit *u, UnitInfo *ret) {
 /* ---- properties ------------------------------------------------------ */
 
 static void schedule_recovery(Unit *u);
+static void cancel_recovery(Unit *u);
 
 /* Reads an a{sv} of unit/service properties into u. */
 static int read_props(Unit *u, sd_bus_message *msg) {
@@ -146,6 +147,8 @@ static void props_updated(Unit *u, const char *old_active, const char *old_sub, 
          * exit-code, not start-limit-hit) or the unit has no Restart=. */
         if (streq_ptr(u->active_state, "failed") && !streq_ptr(old_active, "failed"))
                 schedule_recovery(u);
+        else if (!streq_ptr(u->active_state, "failed"))
+                cancel_recovery(u);
         if (streq_ptr(u->active_state, "active"))
                 u->recovery_attempt = 0;
         if (m->events.unit_changed) {
@@ -236,8 +239,11 @@ static int on_recovery_start(sd_bus_message *reply, void *userdata, sd_bus_error
 static void on_recovery_timer(uv_timer_t *t) {
         Unit *u = t->data;
         UnitManager *m = u->m;
-        if (!m->bus)
+        /* Only a unit that stayed failed: systemd passes through "failed"
+         * on its way to an auto-restart too. */
+        if (!m->bus || !streq_ptr(u->active_state, "failed"))
                 return;
+        u->recovery_attempt++;
         if (m->events.recovery)
                 m->events.recovery(m, u->name, u->recovery_attempt, 0, m->userdata);
         /* Both calls are queued in order on the same connection. */
@@ -256,14 +262,14 @@ static void schedule_recovery(Unit *u) {
                 uv_timer_init(m->loop, u->recovery_timer);
                 u->recovery_timer->data = u;
         }
-        if (uv_is_active((uv_handle_t *) u->recovery_timer))
-                return;
         unsigned n = u->recovery_attempt < 5 ? u->recovery_attempt : 5;
         uint64_t delay = m->recovery_delay_ms << n; /* 10 s, 20 s, ... 320 s */
-        u->recovery_attempt++;
-        if (m->events.recovery)
-                m->events.recovery(m, u->name, u->recovery_attempt, delay, m->userdata);
         uv_timer_start(u->recovery_timer, on_recovery_timer, delay, 0);
+}
+
+static void cancel_recovery(Unit *u) {
+        if (u->recovery_timer)
+                uv_timer_stop(u->recovery_timer);
 }
 
 /* ---- units table ----------------------------------------------------- */

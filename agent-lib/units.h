@@ -35,7 +35,7 @@ typedef struct UnitManagerEvents {
                              uint32_t old_pid, void *userdata);
         /* Bus connected (true) or lost (false). */
         void (*bus_changed)(UnitManager *m, bool connected, int error, void *userdata);
-        /* A start-limit recovery was scheduled or attempted. */
+        /* A unit that stayed failed is being reset and started again. */
         void (*recovery)(UnitManager *m, const char *unit, unsigned attempt, uint64_t delay_ms, void *userdata);
 } UnitManagerEvents;
 

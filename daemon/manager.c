@@ -128,14 +128,10 @@ static void on_bus_changed(UnitManager *um, bool connected, int error, void *use
 }
 
 static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uint64_t delay_ms, void *userdata) {
-        (void) um, (void) userdata;
-        if (delay_ms)
-                log_warning("%s failed and systemd stopped restarting it; ResetFailedUnit and start again in "
-                            "%llus (attempt %u)",
-                            unit,
-                            (unsigned long long) delay_ms / 1000, attempt);
-        else
-                log_notice("%s: ResetFailedUnit and StartUnit (start-limit recovery, attempt %u)", unit, attempt);
+        (void) um, (void) userdata, (void) delay_ms;
+        log_warning("%s stayed failed (systemd stopped restarting it: start limit, or no Restart=); "
+                    "ResetFailedUnit and StartUnit, attempt %u",
+                    unit, attempt);
 }
 
 static bool report_jobs(const char *what, const UnitJobResult *r, size_t n) {
