@@ -84,7 +84,9 @@ check-unit: $(B)/test/unit-tests $(B)/anb-agent
 check-integration: $(B)/anb-agent
 	ANB_AGENT=$(CURDIR)/$(B)/anb-agent test/integration/run-all.sh
 
-demo: all
+demo:
+	scripts/install-deps.sh
+	$(MAKE) all
 	scripts/demo.sh $(CURDIR)/$(B)/anb-agent
 
 bench: all
