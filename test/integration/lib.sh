@@ -9,9 +9,22 @@ chmod 0755 "$WORK"
 _cleanups=()
 
 cleanup() {
-	local i
+	local rc=$? i
+	# Stop the agent first so a sanitizer build reports leaks at exit.
+	systemctl --user stop anb-agent.service 2>/dev/null || true
 	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
+	# Any sanitizer or valgrind report in the agent's output fails the test.
+	local f pat='ERROR: (Address|Leak)Sanitizer|runtime error:|Invalid (read|write)|definitely lost: [1-9]'
+	for f in "$WORK"/root/agent.log "$WORK"/*.err; do
+		[ -f "$f" ] || continue
+		if grep -q -E "$pat" "$f"; then
+			echo "FAIL: memory error reported in $f:" >&2
+			grep -A20 -E "$pat" "$f" | head -60 >&2
+			rc=1
+		fi
+	done
 	rm -rf "$WORK"
+	exit $rc
 }
 trap cleanup EXIT
 at_exit() { _cleanups+=("$1"); }
