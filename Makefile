@@ -51,7 +51,7 @@ else
 Q := @
 endif
 
-.PHONY: all check check-unit check-integration install clean demo bench fuzz
+.PHONY: all check check-unit check-integration check-valgrind install clean demo bench fuzz
 all: $(B)/anb-agent
 
 $(B)/%.o: %.c
@@ -83,6 +83,14 @@ check-unit: $(B)/test/unit-tests $(B)/anb-agent
 
 check-integration: $(B)/anb-agent
 	ANB_AGENT=$(CURDIR)/$(B)/anb-agent test/integration/run-all.sh
+
+# The unit tests (unforked) and the daemon in the integration tests under
+# valgrind; any definite leak or invalid access fails.
+VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
+check-valgrind: $(B)/test/unit-tests $(B)/anb-agent
+	CK_FORK=no CK_DEFAULT_TIMEOUT=120 ANB_SRCDIR=$(CURDIR) $(VALGRIND) $(B)/test/unit-tests
+	ANB_AGENT=$(CURDIR)/$(B)/anb-agent ANB_AGENT_WRAPPER="$(VALGRIND) --log-file=/dev/stderr" \
+		test/integration/run-all.sh supervise
 
 demo:
 	scripts/install-deps.sh

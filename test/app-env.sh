@@ -73,6 +73,11 @@ CONF
 	} >"$ROOT/etc/anb-agent/env.tmpl"
 
 	"$src/scripts/user-units.sh" "$ROOT" "$ANB_AGENT" "$ANB_UNIT_DIR"
+	# make check-valgrind runs the daemon under valgrind (same PID, so
+	# sd_notify still comes from the main process).
+	if [ -n "${ANB_AGENT_WRAPPER:-}" ]; then
+		sed -i "s#^ExecStart=#ExecStart=$ANB_AGENT_WRAPPER #" "$ANB_UNIT_DIR/anb-agent.service"
+	fi
 	mkdir -p "$ANB_UNIT_DIR/anb-agent.service.d"
 	{
 		echo "[Service]"

@@ -14,7 +14,7 @@ cleanup() {
 	systemctl --user stop anb-agent.service 2>/dev/null || true
 	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
 	# Any sanitizer or valgrind report in the agent's output fails the test.
-	local f pat='ERROR: (Address|Leak)Sanitizer|runtime error:|Invalid (read|write)|definitely lost: [1-9]'
+	local f pat='ERROR: (Address|Leak)Sanitizer|runtime error:|Invalid (read|write)|definitely lost: [1-9]|are definitely lost'
 	for f in "$WORK"/root/agent.log "$WORK"/*.err; do
 		[ -f "$f" ] || continue
 		if grep -q -E "$pat" "$f"; then

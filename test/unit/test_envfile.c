@@ -184,7 +184,7 @@ START_TEST(test_envfile_enospc_keeps_old_file_and_leaves_no_temp) {
         }
         /* check forks each test: the mount namespace dies with it. */
         ck_assert_int_eq(unshare(CLONE_NEWNS), 0);
-        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        ck_assert_int_eq(mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL), 0);
         _cleanup_free_ char *dir = test_tmpdir();
         ck_assert_int_eq(mount("tmpfs", dir, "tmpfs", 0, "size=16k"), 0);
         char path[300];
