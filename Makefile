@@ -25,7 +25,7 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 \
               -fno-strict-aliasing -D_GNU_SOURCE -DANB_VERSION='"$(VERSION)"' \
-              -Iagent-lib -MMD -MP $(shell pkg-config --cflags $(PKGS))
+              -Iagent-lib -I$(LLHTTP_INC) -MMD -MP $(shell pkg-config --cflags $(PKGS))
 LDLIBS     += $(shell pkg-config --libs $(PKGS))
 ifneq ($(SANITIZE),)
 CFLAGS     += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all

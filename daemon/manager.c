@@ -8,7 +8,10 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "cli.h"
+#include "health.h"
 #include "http.h"
 #include "imds.h"
 #include "log.h"
@@ -23,6 +26,13 @@ struct Manager {
         ImdsClient *imds;
         UnitManager *units;
         const UnitSet *unit_set;
+        HealthServer *health;
+        uv_timer_t upstream_timer;
+        int upstream_ok; /* -1 unknown, 0 failing, 1 ok */
+        bool upstream_in_flight;
+        bool draining;
+        int health_status;
+        uint64_t render_count, render_failures;
 
         uv_signal_t sigterm, sigint, sighup;
         uv_timer_t retry_timer, refresh_timer;
@@ -76,12 +86,61 @@ static void format_age(time_t t, char *buf, size_t n) {
                 snprintf(buf, n, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
 }
 
+/* The /health answer, from state already known: published on every change,
+ * copied out per probe.  Only what this instance can fix gates it. */
+static void publish_health(Manager *m) {
+        if (!m->health)
+                return;
+        json_t *failing = json_array();
+        const char *state;
+        size_t n = units_count(m->units);
+        for (size_t i = 0; i < n; i++) {
+                UnitInfo u;
+                if (units_get(m->units, i, &u) && !streq(u.active_state, "active")) {
+                        char name[300];
+                        snprintf(name, sizeof name, "unit:%s", u.name);
+                        json_array_append_new(failing, json_string(name));
+                }
+        }
+        if (!m->env_revision)
+                json_array_append_new(failing, json_string("env"));
+        if (m->config->health_upstream && m->upstream_ok == 0)
+                json_array_append_new(failing, json_string("app"));
+        if (m->draining)
+                state = "draining";
+        else if (m->phase == PHASE_STARTING)
+                state = "starting";
+        else
+                state = json_array_size(failing) ? "unhealthy" : "healthy";
+        int code = streq(state, "healthy") ? 200 : 503;
+        json_t *doc = json_pack("{s:s, s:o, s:i}", "status", state, "failing", failing, "env_revision",
+                                (json_int_t) m->env_revision);
+        char *text = json_dumps(doc, JSON_COMPACT);
+        if (text) {
+                size_t len = strlen(text);
+                char *withnl = realloc(text, len + 2);
+                if (withnl) {
+                        withnl[len] = '\n';
+                        withnl[len + 1] = 0;
+                        text = withnl;
+                }
+                health_publish(m->health, code, text);
+        }
+        if (code != m->health_status && m->health_status)
+                log_msg(code == 200 ? LOG_NOTICE : LOG_WARNING, "health: %s (%d)", state, code);
+        m->health_status = code;
+        free(text);
+        json_decref(doc);
+}
+
 /* One current line for `systemctl status`. */
 static void update_status(Manager *m) {
+        publish_health(m);
         unsigned total, active = units_active(m, &total);
-        const char *state = m->phase == PHASE_STARTING  ? "starting"
-                            : active == total           ? "healthy"
-                                                        : "unhealthy";
+        const char *state = m->draining                 ? "draining"
+                            : m->phase == PHASE_STARTING  ? "starting"
+                            : m->health_status == 200     ? "healthy"
+                                                          : "unhealthy";
         char age[32] = "never";
         if (m->env_revision)
                 format_age(m->env_rendered_at, age, sizeof age);
@@ -213,6 +272,7 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 for (char *line = strtok(o->message, "\n"); line; line = strtok(NULL, "\n"))
                         log_error("%s", line);
                 set_error(m, o->message);
+                m->render_failures++;
                 log_warning("the .env was not changed");
                 render_outcome_free(o);
                 if (m->phase == PHASE_STARTING) {
@@ -279,6 +339,7 @@ static void start_reload(Manager *m, const char *why) {
         if (why)
                 log_info("reload: %s", why);
         m->rendering = true;
+        m->render_count++;
         int r = render_start(m->imds, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
         if (r < 0) {
                 log_error("cannot render: %s", strerror(-r));
@@ -312,6 +373,117 @@ static void on_refresh(uv_timer_t *t) {
         uv_timer_start(&m->refresh_timer, on_refresh, jittered(m), 0);
 }
 
+/* ---- /metrics and the app check ---------------------------------------- */
+
+static void metric_escape(Buf *out, const char *s) {
+        for (; *s; s++) {
+                if (*s == '\\' || *s == '"')
+                        buf_putc(out, '\\');
+                if (*s == '\n')
+                        buf_puts(out, "\\n");
+                else
+                        buf_putc(out, *s);
+        }
+}
+
+static void write_metrics(void *userdata, Buf *out) {
+        Manager *m = userdata;
+        const HealthStats *hs = health_stats(m->health);
+        buf_printf(out,
+                   "# HELP anb_health_status 1 when /health answers 200.\n# TYPE anb_health_status gauge\n"
+                   "anb_health_status %d\n"
+                   "# HELP anb_draining 1 while drain is requested.\n# TYPE anb_draining gauge\nanb_draining %d\n"
+                   "# HELP anb_bootstrapped 1 once the first bootstrap finished.\n# TYPE anb_bootstrapped gauge\n"
+                   "anb_bootstrapped %d\n",
+                   m->health_status == 200, m->draining, m->phase != PHASE_STARTING);
+        buf_puts(out, "# HELP anb_unit_active 1 when the managed unit is active.\n# TYPE anb_unit_active gauge\n");
+        size_t n = units_count(m->units);
+        for (size_t i = 0; i < n; i++) {
+                UnitInfo u;
+                if (!units_get(m->units, i, &u))
+                        continue;
+                buf_puts(out, "anb_unit_active{unit=\"");
+                metric_escape(out, u.name);
+                buf_printf(out, "\",state=\"%s\"} %d\n", u.active_state, streq(u.active_state, "active"));
+        }
+        buf_puts(out, "# HELP anb_unit_restarts_total systemd's NRestarts for the unit.\n"
+                      "# TYPE anb_unit_restarts_total counter\n");
+        for (size_t i = 0; i < n; i++) {
+                UnitInfo u;
+                if (!units_get(m->units, i, &u))
+                        continue;
+                buf_puts(out, "anb_unit_restarts_total{unit=\"");
+                metric_escape(out, u.name);
+                buf_printf(out, "\"} %u\n", u.n_restarts);
+        }
+        buf_printf(out,
+                   "# HELP anb_env_revision Revision of the rendered .env (bumps when its content changes).\n"
+                   "# TYPE anb_env_revision gauge\nanb_env_revision %u\n"
+                   "# HELP anb_env_last_render_timestamp_seconds When the .env content last changed.\n"
+                   "# TYPE anb_env_last_render_timestamp_seconds gauge\n"
+                   "anb_env_last_render_timestamp_seconds %lld\n"
+                   "# HELP anb_renders_total Renders attempted, and failed.\n# TYPE anb_renders_total counter\n"
+                   "anb_renders_total %llu\nanb_render_failures_total %llu\n",
+                   m->env_revision, (long long) m->env_rendered_at, (unsigned long long) m->render_count,
+                   (unsigned long long) m->render_failures);
+        if (m->imds) {
+                const ImdsStats *is = imds_stats(m->imds);
+                buf_printf(out,
+                           "# HELP anb_imds_requests_total IMDS requests by kind.\n"
+                           "# TYPE anb_imds_requests_total counter\n"
+                           "anb_imds_requests_total{kind=\"token\"} %u\nanb_imds_requests_total{kind=\"get\"} %u\n"
+                           "# TYPE anb_imds_retries_total counter\nanb_imds_retries_total %u\n"
+                           "# TYPE anb_imds_errors_total counter\nanb_imds_errors_total %u\n",
+                           is->token_requests, is->get_requests, is->retries, is->errors);
+        }
+        if (m->config->health_upstream)
+                buf_printf(out, "# HELP anb_app_check_ok 1 when the app answered its health check.\n"
+                                "# TYPE anb_app_check_ok gauge\nanb_app_check_ok %d\n",
+                           m->upstream_ok == 1);
+        buf_printf(out,
+                   "# HELP anb_health_probes_total /health answers by code.\n"
+                   "# TYPE anb_health_probes_total counter\n"
+                   "anb_health_probes_total{code=\"200\"} %llu\nanb_health_probes_total{code=\"503\"} %llu\n"
+                   "# TYPE anb_http_requests_total counter\nanb_http_requests_total %llu\n"
+                   "# TYPE anb_http_rejected_total counter\nanb_http_rejected_total %llu\n"
+                   "# TYPE anb_http_connections_open gauge\nanb_http_connections_open %u\n"
+                   "# TYPE anb_http_connections_evicted_total counter\nanb_http_connections_evicted_total %llu\n",
+                   (unsigned long long) hs->probes_ok, (unsigned long long) hs->probes_failing,
+                   (unsigned long long) hs->requests, (unsigned long long) hs->rejected, hs->open,
+                   (unsigned long long) hs->evicted);
+}
+
+static void on_upstream(const HttpResponse *r, void *userdata) {
+        Manager *m = userdata;
+        m->upstream_in_flight = false;
+        int ok = !r->error && r->status >= 200 && r->status < 300;
+        if (ok != m->upstream_ok) {
+                if (ok)
+                        log_notice("app check %s: ok", m->config->health_upstream);
+                else if (r->error)
+                        log_warning("app check %s failed: %s", m->config->health_upstream, r->reason);
+                else
+                        log_warning("app check %s failed: HTTP %ld", m->config->health_upstream, r->status);
+                m->upstream_ok = ok;
+                update_status(m);
+        }
+}
+
+static void on_upstream_timer(uv_timer_t *t) {
+        Manager *m = t->data;
+        if (m->upstream_in_flight || m->phase == PHASE_STOPPING)
+                return;
+        long timeout = m->config->health_upstream_interval_ms < 2000 ? m->config->health_upstream_interval_ms : 2000;
+        HttpRequest req = {
+                .method = "GET",
+                .url = m->config->health_upstream,
+                .connect_timeout_ms = timeout,
+                .timeout_ms = timeout,
+        };
+        if (http_start(m->http, &req, on_upstream, m, NULL) >= 0)
+                m->upstream_in_flight = true;
+}
+
 /* ---- signals and lifetime --------------------------------------------- */
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -336,6 +508,8 @@ static void close_walk(uv_handle_t *h, void *arg) {
 }
 
 static void manager_teardown(Manager *m) {
+        health_free(m->health);
+        uv_timer_stop(&m->upstream_timer);
         imds_client_free(m->imds);
         http_loop_free(m->http);
         units_free(m->units);
@@ -372,7 +546,19 @@ int manager_run(Config *config) {
         signal_init(m, &m->sighup, SIGHUP);
         uv_timer_init(&loop, &m->retry_timer);
         uv_timer_init(&loop, &m->refresh_timer);
-        m->retry_timer.data = m->refresh_timer.data = m;
+        uv_timer_init(&loop, &m->upstream_timer);
+        m->retry_timer.data = m->refresh_timer.data = m->upstream_timer.data = m;
+        m->upstream_ok = -1;
+
+        /* Bind /health first: the ALB sees "starting" (503) from the start,
+         * and READY=1 comes only after the port is held. */
+        _cleanup_free_ char *herr = NULL;
+        r = health_new(&loop, config->health_listen, 0, write_metrics, m, &m->health, &herr);
+        if (r < 0) {
+                log_error("%s", herr ? herr : strerror(-r));
+                manager_teardown(m);
+                return r == -EINVAL ? EX_CONFIG : EX_UNAVAILABLE;
+        }
 
         r = http_loop_new(&loop, &m->http);
         if (r >= 0 && !config->imds_disabled) {
@@ -406,6 +592,8 @@ int manager_run(Config *config) {
         update_status(m);
         start_reload(m, NULL);
         uv_timer_start(&m->refresh_timer, on_refresh, jittered(m), 0);
+        if (config->health_upstream)
+                uv_timer_start(&m->upstream_timer, on_upstream_timer, 0, config->health_upstream_interval_ms);
 
         uv_run(&loop, UV_RUN_DEFAULT);
         manager_teardown(m);

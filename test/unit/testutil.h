@@ -12,6 +12,7 @@ Suite *suite_template(void);
 Suite *suite_envfile(void);
 Suite *suite_config(void);
 Suite *suite_imds(void);
+Suite *suite_httpconn(void);
 
 /* mkdtemp under /tmp; the caller removes it with rm_rf. */
 char *test_tmpdir(void);
