@@ -51,7 +51,7 @@ else
 Q := @
 endif
 
-.PHONY: all check check-unit check-integration check-valgrind install clean demo bench fuzz
+.PHONY: all check check-unit check-fuzz check-integration check-valgrind install clean demo bench fuzz
 all: $(B)/anb-agent
 
 $(B)/%.o: %.c
@@ -76,7 +76,27 @@ $(B)/test/unit-tests: $(UNIT_OBJ) $(B)/libanb.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(B)/libanb.a $(LDLIBS) $(shell pkg-config --libs check)
 
-check: check-unit check-integration
+check: check-unit check-fuzz check-integration
+
+# libFuzzer over the HTTP request handling: `make fuzz FUZZ_SECONDS=300`;
+# `make check` runs a short smoke over the seed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_BIN   := build/fuzz/fuzz_httpconn
+FUZZ_SRC   := test/fuzz/fuzz_httpconn.c agent-lib/httpconn.c agent-lib/util.c
+$(FUZZ_BIN): $(FUZZ_SRC) agent-lib/httpconn.h agent-lib/util.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iagent-lib -I$(LLHTTP_INC) \
+		-o $@ $(FUZZ_SRC) $(LLHTTP_SRC)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p build/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/corpus test/fuzz/corpus
+
+check-fuzz: $(FUZZ_BIN)
+	@$(FUZZ_BIN) -runs=20000 -max_len=4096 -artifact_prefix=build/fuzz/ test/fuzz/corpus >build/fuzz/smoke.log 2>&1 \
+		|| { tail -40 build/fuzz/smoke.log; exit 1; }
+	@echo "fuzz smoke: $$(grep -o 'Done [0-9]* runs' build/fuzz/smoke.log), no crash"
 
 check-unit: $(B)/test/unit-tests $(B)/anb-agent
 	ANB_AGENT=$(CURDIR)/$(B)/anb-agent ANB_SRCDIR=$(CURDIR) $(B)/test/unit-tests
