@@ -343,6 +343,24 @@ void config_free(Config *c) {
         free(c);
 }
 
+static int socket_handler(void *user, const char *section, const char *name, const char *value) {
+        char **dst = user;
+        if (streq(section, "control") && streq(name, "socket") && value[0] == '/') {
+                free(*dst);
+                *dst = strdup(value);
+        }
+        return 1;
+}
+
+char *config_control_socket(const char *path) {
+        char *sock = NULL;
+        bool stop = ini_stop_on_first_error;
+        ini_stop_on_first_error = false;
+        (void) ini_parse(path, socket_handler, &sock);
+        ini_stop_on_first_error = stop;
+        return sock ? sock : strdup("/run/anb-agent/control.sock");
+}
+
 const UnitSet *config_unit_set(const Config *c, const char *role) {
         for (size_t i = 0; role && i < c->n_roles; i++)
                 if (streq(c->roles[i].role, role))

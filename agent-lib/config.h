@@ -70,5 +70,10 @@ static inline void config_freep(Config **c) {
         config_free(*c);
 }
 
+/* [control] socket from path, read leniently (the rest of the file may be
+ * broken: an operator must still reach the running daemon); the default
+ * when absent or unreadable.  Caller frees. */
+char *config_control_socket(const char *path);
+
 /* The unit set for role (NULL or unknown role: the [units] default). */
 const UnitSet *config_unit_set(const Config *c, const char *role);

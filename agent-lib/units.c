@@ -294,8 +294,9 @@ static void unit_free(Unit *u) {
 }
 
 static Unit *find_unit(const UnitManager *m, const char *name) {
+        /* Entries may be NULL while units_track() moves them. */
         for (size_t i = 0; i < m->n_units; i++)
-                if (streq(m->units[i]->name, name))
+                if (m->units[i] && streq(m->units[i]->name, name))
                         return m->units[i];
         return NULL;
 }

@@ -18,3 +18,6 @@ int cli_load_config(const CliOptions *o, Config **ret);
 int verb_render(const CliOptions *o, int argc, char **argv);
 int verb_check_config(const CliOptions *o, int argc, char **argv);
 int verb_run(const CliOptions *o, int argc, char **argv);
+int verb_reload(const CliOptions *o, int argc, char **argv);
+int verb_status(const CliOptions *o, int argc, char **argv);
+int verb_drain(const CliOptions *o, int argc, char **argv);

@@ -20,6 +20,9 @@ typedef struct Verb {
 static const Verb verbs[] = {
         {"run", verb_run, "run the daemon (systemd's ExecStart)"},
         {"render", verb_render, "resolve the template and write the .env once [--stdout]"},
+        {"reload", verb_reload, "re-render and restart what changed in the running agent; print what it did"},
+        {"status", verb_status, "show the running agent's state [--json]"},
+        {"drain", verb_drain, "make /health answer 503 (draining) [--undo]"},
         {"check-config", verb_check_config, "validate the configuration and template"},
 };
 
@@ -41,8 +44,9 @@ static void usage(FILE *f) {
                 "  -h, --help         show this help\n"
                 "      --version      show the version\n"
                 "\n"
-                "Exit codes: 0 ok, 64 usage, 65 a value is missing or invalid, 69 unavailable,\n"
-                "73 cannot write the .env, 75 temporary failure (retry), 78 configuration error.\n");
+                "Each verb has --help.  Exit codes: 0 ok, 64 usage, 65 a value is missing or invalid,\n"
+                "69 unavailable (e.g. the daemon is not running), 70 a reload failed, 73 cannot write\n"
+                "the .env, 75 temporary failure (retry), 77 permission denied, 78 configuration error.\n");
 }
 
 int main(int argc, char **argv) {

@@ -11,6 +11,8 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "envfile.h"
+#include "control.h"
 #include "health.h"
 #include "http.h"
 #include "imds.h"
@@ -18,6 +20,22 @@
 #include "render.h"
 #include "template.h"
 #include "util.h"
+
+typedef struct Waiter {
+        ControlRequest *req;
+        struct Waiter *next;
+} Waiter;
+
+typedef struct Report {
+        bool active;
+        bool explicit_; /* control or SIGHUP: config re-read, RELOADING=1 */
+        uint64_t started_usec;
+        char *error;
+        char **changed;
+        char **restarted;
+        char **failed;
+        Waiter *waiters;
+} Report;
 
 struct Manager {
         uv_loop_t *loop;
@@ -31,7 +49,16 @@ struct Manager {
         int upstream_ok; /* -1 unknown, 0 failing, 1 ok */
         bool upstream_in_flight;
         bool draining;
+        bool pending_explicit;
         int health_status;
+        double bootstrap_ms;
+        time_t bootstrapped_at;
+        Report report;
+        Waiter *next_waiters;
+        json_t *health_failing;
+        const char *health_state;
+        ControlServer *control;
+        uv_timer_t watchdog_timer;
         uint64_t render_count, render_failures;
 
         uv_signal_t sigterm, sigint, sighup;
@@ -52,6 +79,7 @@ struct Manager {
 };
 
 static void start_reload(Manager *m, const char *why);
+static void update_status(Manager *m);
 
 static uint64_t mono_usec(void) {
         struct timespec ts;
@@ -113,7 +141,10 @@ static void publish_health(Manager *m) {
         else
                 state = json_array_size(failing) ? "unhealthy" : "healthy";
         int code = streq(state, "healthy") ? 200 : 503;
-        json_t *doc = json_pack("{s:s, s:o, s:i}", "status", state, "failing", failing, "env_revision",
+        json_decref(m->health_failing);
+        m->health_failing = json_incref(failing);
+        m->health_state = state;
+        json_t *doc = json_pack("{s:s, s:o, s:I}", "status", state, "failing", failing, "env_revision",
                                 (json_int_t) m->env_revision);
         char *text = json_dumps(doc, JSON_COMPACT);
         if (text) {
@@ -182,7 +213,7 @@ static void on_bus_changed(UnitManager *um, bool connected, int error, void *use
         }
         log_notice("connected to systemd");
         /* Units not started yet because the bus was missing: go on. */
-        if (m->phase == PHASE_STARTING && m->env && !m->units_started && !units_busy(m->units))
+        if (m->phase == PHASE_STARTING && m->env && !m->units_started && !units_busy(m->units) && !m->rendering)
                 start_reload(m, NULL);
 }
 
@@ -193,52 +224,99 @@ static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uin
                     unit, attempt);
 }
 
-static bool report_jobs(const char *what, const UnitJobResult *r, size_t n) {
+/* ---- reloads ----------------------------------------------------------
+ *
+ * One reload runs at a time.  Requests that arrive while one runs (control
+ * clients, SIGHUP, the refresh timer) are coalesced into the next one, so
+ * each waiter's answer covers a reload that began after it asked. */
+
+static void report_reset(Report *r) {
+        free(r->error);
+        strv_free(r->changed);
+        strv_free(r->restarted);
+        strv_free(r->failed);
+        *r = (Report) {0};
+}
+
+static json_t *strv_to_json(char **l) {
+        json_t *a = json_array();
+        for (size_t i = 0; l && l[i]; i++)
+                json_array_append_new(a, json_string(l[i]));
+        return a;
+}
+
+static void start_next(Manager *m);
+
+/* Ends the current reload: logs one summary line, answers its waiters,
+ * tells systemd, and starts a coalesced one if asked for meanwhile. */
+static void reload_end(Manager *m) {
+        Report *r = &m->report;
+        m->rendering = false;
+        double ms = (double) (mono_usec() - r->started_usec) / 1000.0;
+        _cleanup_free_ char *keys = strv_join(r->changed, ", ");
+        _cleanup_free_ char *units = strv_join(r->restarted, ", ");
+        if (r->error)
+                log_error("reload failed after %.0f ms; the .env and units are as they were", ms);
+        else if (r->active)
+                log_notice("reload: %s; restarted: %s (%.0f ms)", keys && *keys ? keys : "no key changed",
+                           units && *units ? units : "nothing", ms);
+        for (Waiter *w = r->waiters, *next; w; w = next) {
+                next = w->next;
+                json_t *resp = json_pack("{s:b, s:o, s:o, s:o, s:f, s:I}", "ok", !r->error && !r->failed,
+                                         "changed_keys", strv_to_json(r->changed), "restarted_units",
+                                         strv_to_json(r->restarted), "failed_units", strv_to_json(r->failed),
+                                         "duration_ms", ms, "env_revision", (json_int_t) m->env_revision);
+                if (r->error)
+                        json_object_set_new(resp, "error", json_string(r->error));
+                control_reply(w->req, resp);
+                free(w);
+        }
+        r->waiters = NULL;
+        if (r->explicit_)
+                sd_notify(false, "READY=1");
+        report_reset(r);
+        update_status(m);
+        start_next(m);
+}
+
+static void fail_reload(Manager *m, const char *error) {
+        free(m->report.error);
+        m->report.error = strdup(error);
+        reload_end(m);
+}
+
+static void on_units_started(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {
+        (void) um;
+        Manager *m = userdata;
         bool ok = true;
         for (size_t i = 0; i < n; i++)
                 if (!streq(r[i].result, "done")) {
                         ok = false;
                         log_error("%s", r[i].message ? r[i].message : r[i].unit);
                 }
-        (void) what;
-        return ok;
-}
-
-static void reload_finished(Manager *m) {
-        m->rendering = false;
-        update_status(m);
-        if (m->reload_pending && m->phase == PHASE_RUNNING) {
-                m->reload_pending = false;
-                start_reload(m, "coalesced request");
-        }
-}
-
-static void on_units_started(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {
-        (void) um;
-        Manager *m = userdata;
-        bool ok = report_jobs("start", r, n);
         m->units_started = true;
         m->phase = PHASE_RUNNING;
-        double ms = (double) (mono_usec() - m->started_usec) / 1000.0;
+        m->bootstrap_ms = (double) (mono_usec() - m->started_usec) / 1000.0;
+        m->bootstrapped_at = time(NULL);
         unsigned total, active = units_active(m, &total);
-        log_notice("bootstrap finished in %.0f ms: role %s, %u/%u units active%s", ms, m->role ? m->role : "default",
-                   active, total, ok ? "" : " (some failed to start, see above)");
+        log_notice("bootstrap finished in %.0f ms: role %s, %u/%u units active%s", m->bootstrap_ms,
+                   m->role ? m->role : "default", active, total, ok ? "" : " (some failed to start, see above)");
         sd_notify(false, "READY=1");
-        reload_finished(m);
+        reload_end(m);
 }
 
 static void on_units_restarted(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {
         (void) um;
         Manager *m = userdata;
-        _cleanup_free_ char *names = NULL;
-        char **l = NULL;
-        for (size_t i = 0; i < n; i++)
-                strv_push(&l, strdup(r[i].unit));
-        names = strv_join(l, ", ");
-        strv_free(l);
-        if (report_jobs("restart", r, n))
-                log_notice("restarted %s", names && *names ? names : "nothing");
-        reload_finished(m);
+        for (size_t i = 0; i < n; i++) {
+                if (streq(r[i].result, "done"))
+                        strv_push(&m->report.restarted, strdup(r[i].unit));
+                else {
+                        log_error("%s", r[i].message ? r[i].message : r[i].unit);
+                        strv_push(&m->report.failed, strdup(r[i].message ? r[i].message : r[i].unit));
+                }
+        }
+        reload_end(m);
 }
 
 /* ---- rendering --------------------------------------------------------- */
@@ -255,17 +333,27 @@ static void choose_units(Manager *m, const char *role) {
                         m->role = role ? strdup(role) : NULL;
                 }
         }
-        if (!m->units_started) {
-                m->unit_set = config_unit_set(m->config, m->role);
-                units_track(m->units, m->unit_set->manage);
+        m->unit_set = config_unit_set(m->config, m->role);
+        units_track(m->units, m->unit_set->manage);
+}
+
+static void start_units(Manager *m) {
+        if (!units_connected(m->units)) {
+                log_warning("waiting for systemd's bus to start the units");
+                m->rendering = false;
+                return;
+        }
+        int r = units_run(m->units, "StartUnit", m->unit_set->manage, on_units_started, m);
+        if (r < 0) {
+                log_error("cannot start units: %s", strerror(-r));
+                m->rendering = false;
         }
 }
 
 static void on_rendered(RenderOutcome *o, void *userdata) {
         Manager *m = userdata;
         if (!o) {
-                log_error("render: out of memory");
-                reload_finished(m);
+                fail_reload(m, "out of memory");
                 return;
         }
         if (o->error) {
@@ -274,13 +362,15 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 set_error(m, o->message);
                 m->render_failures++;
                 log_warning("the .env was not changed");
-                render_outcome_free(o);
                 if (m->phase == PHASE_STARTING) {
                         m->rendering = false;
+                        render_outcome_free(o);
                         update_status(m);
                         schedule_bootstrap_retry(m);
-                } else
-                        reload_finished(m);
+                        return;
+                }
+                fail_reload(m, o->message);
+                render_outcome_free(o);
                 return;
         }
         set_error(m, NULL);
@@ -295,56 +385,112 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         rendered_free(m->env);
         m->env = TAKE_PTR(o->rendered);
         choose_units(m, o->role);
+        bool content_changed = o->changed;
+        render_outcome_free(o);
 
         if (!m->units_started) {
                 log_notice("rendered %s (r%u, %zu variables)", m->config->env_output, m->env_revision,
                            m->env->n_vars);
-                render_outcome_free(o);
                 strv_free(changed);
-                if (!units_connected(m->units)) {
-                        log_warning("waiting for systemd's bus to start the units");
-                        m->rendering = false;
-                        return;
-                }
-                int r = units_run(m->units, "StartUnit", m->unit_set->manage, on_units_started, m);
-                if (r < 0) {
-                        log_error("cannot start units: %s", strerror(-r));
-                        m->rendering = false;
-                }
+                start_units(m);
                 return;
         }
-        if (!o->changed) {
+        if (!content_changed) {
+                strv_free(changed);
                 log_info("reload: .env unchanged (r%u); nothing restarted", m->env_revision);
-                render_outcome_free(o);
-                strv_free(changed);
-                reload_finished(m);
+                reload_end(m);
                 return;
         }
+        m->report.changed = changed;
         _cleanup_free_ char *keys = strv_join(changed, ", ");
         log_notice("reload: .env changed (r%u): %s", m->env_revision, keys && *keys ? keys : "(comments only)");
-        strv_free(changed);
-        render_outcome_free(o);
         char **restart = m->unit_set->restart_on_change;
         if (strv_length(restart) == 0 || units_run(m->units, "RestartUnit", restart, on_units_restarted, m) < 0)
-                reload_finished(m);
+                reload_end(m);
 }
 
-static void start_reload(Manager *m, const char *why) {
+/* Re-reads agent.conf for an explicit reload; a bad file is refused and
+ * the running configuration stays. */
+static int reload_config(Manager *m) {
+        Config *c = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = config_load(m->config->path, &c, &err);
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                _cleanup_free_ char *msg = strdup_printf("%s (the running configuration stays)",
+                                                         err ? err : strerror(-r));
+                fail_reload(m, msg ? msg : "bad configuration");
+                return r;
+        }
+        if (!streq(c->health_listen, m->config->health_listen) ||
+            !streq(c->control_socket, m->config->control_socket) || c->bus != m->config->bus ||
+            !streq(c->imds_endpoint, m->config->imds_endpoint))
+                log_warning("%s: [health] listen, [control] socket, [systemd] bus and [imds] take effect at the "
+                            "next start of anb-agent",
+                            c->path);
+        /* Keep the live settings that cannot change under a running loop. */
+        free(c->health_listen), c->health_listen = strdup(m->config->health_listen);
+        free(c->control_socket), c->control_socket = strdup(m->config->control_socket);
+        c->bus = m->config->bus;
+        config_free(m->config);
+        m->config = c;
+        m->unit_set = config_unit_set(c, m->role);
+        return 0;
+}
+
+static void begin_reload(Manager *m, bool explicit_) {
+        Report *r = &m->report;
+        r->active = m->phase == PHASE_RUNNING;
+        r->explicit_ = explicit_ && m->phase == PHASE_RUNNING;
+        r->started_usec = mono_usec();
+        if (m->phase == PHASE_RUNNING) {
+                /* Requests made during bootstrap wait for the first reload. */
+                r->waiters = m->next_waiters;
+                m->next_waiters = NULL;
+        }
+        m->rendering = true;
+        if (r->explicit_) {
+                sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) mono_usec());
+                if (reload_config(m) < 0)
+                        return;
+        }
+        m->render_count++;
+        int k = render_start(m->imds, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
+        if (k < 0) {
+                _cleanup_free_ char *msg = strdup_printf("cannot render: %s", strerror(-k));
+                fail_reload(m, msg ? msg : "cannot render");
+        }
+}
+
+/* Asks for a reload: runs now, or right after the one running. */
+static void request_reload(Manager *m, bool explicit_, const char *why) {
         if (m->phase == PHASE_STOPPING)
                 return;
-        if (m->rendering || units_busy(m->units)) {
+        if (m->rendering || units_busy(m->units) || m->phase == PHASE_STARTING) {
                 m->reload_pending = true;
+                m->pending_explicit = m->pending_explicit || explicit_;
                 return;
         }
         if (why)
                 log_info("reload: %s", why);
-        m->rendering = true;
-        m->render_count++;
-        int r = render_start(m->imds, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
-        if (r < 0) {
-                log_error("cannot render: %s", strerror(-r));
-                m->rendering = false;
-        }
+        begin_reload(m, explicit_);
+}
+
+static void start_next(Manager *m) {
+        if (!m->reload_pending || m->phase != PHASE_RUNNING || m->rendering)
+                return;
+        bool explicit_ = m->pending_explicit;
+        m->reload_pending = m->pending_explicit = false;
+        log_info("reload: running the coalesced request");
+        begin_reload(m, explicit_);
+}
+
+static void start_reload(Manager *m, const char *why) {
+        (void) why;
+        /* Bootstrap (and its retries): render, then start the units. */
+        if (m->rendering)
+                return;
+        begin_reload(m, false);
 }
 
 static void on_retry(uv_timer_t *t) {
@@ -369,7 +515,7 @@ static uint64_t jittered(Manager *m) {
 static void on_refresh(uv_timer_t *t) {
         Manager *m = t->data;
         if (m->phase == PHASE_RUNNING)
-                start_reload(m, NULL);
+                request_reload(m, false, NULL);
         uv_timer_start(&m->refresh_timer, on_refresh, jittered(m), 0);
 }
 
@@ -484,15 +630,88 @@ static void on_upstream_timer(uv_timer_t *t) {
                 m->upstream_in_flight = true;
 }
 
+/* ---- control socket ------------------------------------------------------ */
+
+static json_t *status_json(Manager *m) {
+        json_t *units = json_array();
+        size_t n = units_count(m->units);
+        for (size_t i = 0; i < n; i++) {
+                UnitInfo u;
+                if (units_get(m->units, i, &u))
+                        json_array_append_new(units, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "name", u.name,
+                                                               "active_state", u.active_state, "sub_state",
+                                                               u.sub_state, "result", u.result, "main_pid",
+                                                               (json_int_t) u.main_pid, "restarts",
+                                                               (json_int_t) u.n_restarts));
+        }
+        json_t *imds = json_null();
+        if (m->imds) {
+                const ImdsStats *is = imds_stats(m->imds);
+                imds = json_pack("{s:s, s:I, s:I, s:I, s:I}", "endpoint", m->config->imds_endpoint, "token_requests",
+                                 (json_int_t) is->token_requests, "get_requests", (json_int_t) is->get_requests,
+                                 "retries", (json_int_t) is->retries, "errors", (json_int_t) is->errors);
+        }
+        const char *phase = m->phase == PHASE_STARTING ? "starting" : m->phase == PHASE_RUNNING ? "running" : "stopping";
+        json_t *st = json_pack(
+                "{s:b, s:s, s:s, s:s, s:o, s:b, s:{s:b, s:f, s:I}, s:{s:I, s:I, s:I, s:s, s:s},"
+                " s:{s:i, s:s, s:o}, s:o, s:o, s:o, s:o}",
+                "ok", 1, "version", ANB_VERSION, "phase", phase, "state", m->health_state ? m->health_state : phase,
+                "role", m->role ? json_string(m->role) : json_null(), "draining", m->draining, "bootstrap",
+                "finished", m->phase != PHASE_STARTING, "ms", m->bootstrap_ms, "at", (json_int_t) m->bootstrapped_at,
+                "env", "revision", (json_int_t) m->env_revision, "rendered_at", (json_int_t) m->env_rendered_at,
+                "variables", (json_int_t) (m->env ? m->env->n_vars : 0), "output", m->config->env_output, "format",
+                envfile_format_to_string(m->config->env_format), "health", "status", m->health_status, "state",
+                m->health_state ? m->health_state : "starting", "failing",
+                m->health_failing ? json_incref(m->health_failing) : json_array(), "units", units, "imds", imds,
+                "credentials", json_null(), "last_error",
+                m->last_error ? json_string(m->last_error) : json_null());
+        return st;
+}
+
+static void on_control(ControlRequest *req, json_t *request, void *userdata) {
+        Manager *m = userdata;
+        const char *cmd = json_string_value(json_object_get(request, "cmd"));
+        if (streq(cmd, "status")) {
+                control_reply(req, status_json(m));
+        } else if (streq(cmd, "drain")) {
+                bool undo = json_is_true(json_object_get(request, "undo"));
+                if (m->draining != !undo)
+                        log_notice("%s (requested by uid %u)", undo ? "drain undone: /health follows the instance again"
+                                                                    : "draining: /health answers 503 until `anb-agent drain --undo`",
+                                   (unsigned) control_request_uid(req));
+                m->draining = !undo;
+                update_status(m);
+                control_reply(req, json_pack("{s:b, s:b, s:i}", "ok", 1, "draining", (int) m->draining, "health_status",
+                                             m->health_status));
+        } else if (streq(cmd, "reload")) {
+                Waiter *w = calloc(1, sizeof(Waiter));
+                if (!w || m->phase == PHASE_STOPPING) {
+                        free(w);
+                        control_reply(req, json_pack("{s:b, s:s}", "ok", 0, "error", "the agent is stopping"));
+                        return;
+                }
+                w->req = req;
+                w->next = m->next_waiters;
+                m->next_waiters = w;
+                request_reload(m, true, "requested by anb-agent reload");
+        } else {
+                control_reply(req, json_pack("{s:b, s:s}", "ok", 0, "error", "unknown command"));
+        }
+}
+
+static void on_watchdog(uv_timer_t *t) {
+        (void) t;
+        /* Sent from the loop itself: a stuck loop stops it, and systemd
+         * restarts the agent after WatchdogSec. */
+        sd_notify(false, "WATCHDOG=1");
+}
+
 /* ---- signals and lifetime --------------------------------------------- */
 
 static void on_signal(uv_signal_t *s, int signum) {
         Manager *m = s->data;
         if (signum == SIGHUP) {
-                if (m->phase == PHASE_RUNNING)
-                        start_reload(m, "SIGHUP");
-                else
-                        m->reload_pending = true;
+                request_reload(m, true, "SIGHUP");
                 return;
         }
         log_notice("%s: exiting; the app's units keep running", strsignal(signum));
@@ -507,7 +726,22 @@ static void close_walk(uv_handle_t *h, void *arg) {
                 uv_close(h, NULL);
 }
 
+static void free_waiters(Waiter *w) {
+        while (w) {
+                Waiter *next = w->next;
+                free(w);
+                w = next;
+        }
+}
+
 static void manager_teardown(Manager *m) {
+        free_waiters(m->next_waiters);
+        free_waiters(m->report.waiters);
+        m->report.waiters = NULL;
+        report_reset(&m->report);
+        control_free(m->control);
+        json_decref(m->health_failing);
+        uv_timer_stop(&m->watchdog_timer);
         health_free(m->health);
         uv_timer_stop(&m->upstream_timer);
         imds_client_free(m->imds);
@@ -525,6 +759,7 @@ static void manager_teardown(Manager *m) {
         rendered_free(m->env);
         free(m->role);
         free(m->last_error);
+        config_free(m->config);
 }
 
 static void signal_init(Manager *m, uv_signal_t *s, int signum) {
@@ -547,6 +782,7 @@ int manager_run(Config *config) {
         uv_timer_init(&loop, &m->retry_timer);
         uv_timer_init(&loop, &m->refresh_timer);
         uv_timer_init(&loop, &m->upstream_timer);
+        uv_timer_init(&loop, &m->watchdog_timer);
         m->retry_timer.data = m->refresh_timer.data = m->upstream_timer.data = m;
         m->upstream_ok = -1;
 
@@ -559,6 +795,16 @@ int manager_run(Config *config) {
                 manager_teardown(m);
                 return r == -EINVAL ? EX_CONFIG : EX_UNAVAILABLE;
         }
+        _cleanup_free_ char *cerr = NULL;
+        r = control_new(&loop, config->control_socket, on_control, m, &m->control, &cerr);
+        if (r < 0) {
+                log_error("%s", cerr ? cerr : strerror(-r));
+                manager_teardown(m);
+                return EX_CANTCREAT;
+        }
+        uint64_t wd_usec;
+        if (sd_watchdog_enabled(false, &wd_usec) > 0 && wd_usec >= 2000)
+                uv_timer_start(&m->watchdog_timer, on_watchdog, 0, wd_usec / 2000);
 
         r = http_loop_new(&loop, &m->http);
         if (r >= 0 && !config->imds_disabled) {
@@ -615,5 +861,5 @@ int verb_run(const CliOptions *o, int argc, char **argv) {
         int code = cli_load_config(o, &c);
         if (code)
                 return code;
-        return manager_run(c);
+        return manager_run(TAKE_PTR(c));
 }

@@ -25,4 +25,6 @@ typedef enum Phase {
 
 typedef struct Manager Manager;
 
+/* Runs the daemon until SIGTERM/SIGINT; takes ownership of config (a
+ * reload may replace it).  Returns a sysexits code. */
 int manager_run(Config *config);

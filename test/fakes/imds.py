@@ -19,6 +19,8 @@ Test control, on the same port under /_fake/ (not part of IMDS):
   POST /_fake/fault          {"kind": "status"|"slow"|"drop", "status": 500,
                               "delay_ms": 3000, "count": 1, "path": "meta-data/"}
   POST /_fake/expire-tokens  invalidate every token issued so far
+  GET  /_fake/tokens         every token issued (for leak checks)
+  GET  /_fake/credentials    the role credentials currently served
 
 Run: imds.py --port 0 --port-file F [--state state.json]
 """
@@ -192,6 +194,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE.faults.append(f)
             return self.reply(200, "{}", "application/json")
+        if path == "tokens" and self.command == "GET":
+            with LOCK:
+                return self.reply(200, json.dumps(list(STATE.tokens)), "application/json")
         if path == "credentials" and self.command == "GET":
             with LOCK:
                 return self.reply(200, json.dumps(STATE.creds()), "application/json")

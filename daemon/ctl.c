@@ -1,0 +1,201 @@
+/* `anb-agent reload | status [--json] | drain [--undo]`: clients of the
+ * running daemon's control socket.  They print what happened and exit
+ * 0, or non-zero with the reason (69 when the daemon cannot be reached). */
+#include <errno.h>
+#include <stdio.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include "cli.h"
+#include "control.h"
+#include "log.h"
+#include "util.h"
+
+#define RELOAD_TIMEOUT_MS (10 * 60 * 1000)
+
+/* The socket from the config, read leniently: a config that no longer
+ * loads must not keep an operator from asking the running daemon. */
+static char *socket_path(const CliOptions *o) {
+        return config_control_socket(o->config_path);
+}
+
+static int call(const CliOptions *o, json_t *req, int timeout_ms, json_t **ret) {
+        _cleanup_free_ char *path = socket_path(o);
+        _cleanup_free_ char *err = NULL;
+        int r = control_call(path, req, timeout_ms, ret, &err);
+        json_decref(req);
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                return r == -EACCES ? EX_NOPERM : r == -ETIMEDOUT ? EX_TEMPFAIL : EX_UNAVAILABLE;
+        }
+        const char *e = json_string_value(json_object_get(*ret, "error"));
+        if (e && !json_is_true(json_object_get(*ret, "ok")) && strstr(e, "permission denied")) {
+                log_error("%s", e);
+                json_decref(*ret);
+                return EX_NOPERM;
+        }
+        return 0;
+}
+
+static void print_list(const char *label, json_t *a) {
+        size_t i;
+        json_t *v;
+        printf("%-16s", label);
+        if (!json_array_size(a))
+                printf("none");
+        json_array_foreach(a, i, v) printf("%s%s", i ? ", " : "", json_string_value(v));
+        printf("\n");
+}
+
+int verb_reload(const CliOptions *o, int argc, char **argv) {
+        if (argc > 1) {
+                if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
+                        printf("Usage: anb-agent [--config PATH] reload\n\n"
+                               "Asks the running agent to re-read its configuration and every source, re-render\n"
+                               "the .env and restart only the units whose input changed; prints what it did.\n");
+                        return 0;
+                }
+                log_error("reload takes no arguments");
+                return EX_USAGE;
+        }
+        json_t *resp = NULL;
+        int code = call(o, json_pack("{s:s}", "cmd", "reload"), RELOAD_TIMEOUT_MS, &resp);
+        if (code)
+                return code;
+        bool ok = json_is_true(json_object_get(resp, "ok"));
+        const char *error = json_string_value(json_object_get(resp, "error"));
+        if (error) {
+                for (char *line = strtok((char *) error, "\n"); line; line = strtok(NULL, "\n"))
+                        log_error("%s", line);
+                printf("reload failed: the .env and the units are as they were\n");
+        } else {
+                print_list("changed keys:", json_object_get(resp, "changed_keys"));
+                print_list("restarted:", json_object_get(resp, "restarted_units"));
+                if (json_array_size(json_object_get(resp, "failed_units")))
+                        print_list("failed:", json_object_get(resp, "failed_units"));
+        }
+        printf("%-16senv r%lld, %.0f ms\n", "result:", (long long) json_integer_value(json_object_get(resp, "env_revision")),
+               json_real_value(json_object_get(resp, "duration_ms")));
+        json_decref(resp);
+        return ok ? 0 : EX_SOFTWARE;
+}
+
+int verb_drain(const CliOptions *o, int argc, char **argv) {
+        bool undo = false;
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--undo"))
+                        undo = true;
+                else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        printf("Usage: anb-agent [--config PATH] drain [--undo]\n\n"
+                               "Makes /health answer 503 (draining) so the load balancer stops sending traffic;\n"
+                               "the app keeps running.  --undo returns /health to the instance's real state.\n");
+                        return 0;
+                } else {
+                        log_error("unknown argument '%s' (drain [--undo])", argv[i]);
+                        return EX_USAGE;
+                }
+        }
+        json_t *resp = NULL;
+        int code = call(o, json_pack("{s:s, s:b}", "cmd", "drain", "undo", undo), 10000, &resp);
+        if (code)
+                return code;
+        printf("%s: /health now answers %lld\n", json_is_true(json_object_get(resp, "draining")) ? "draining" : "not draining",
+               (long long) json_integer_value(json_object_get(resp, "health_status")));
+        json_decref(resp);
+        return 0;
+}
+
+static void format_ago(time_t t, char *buf, size_t n) {
+        if (t <= 0) {
+                snprintf(buf, n, "never");
+                return;
+        }
+        long s = (long) (time(NULL) - t);
+        if (s < 120)
+                snprintf(buf, n, "%lds ago", s);
+        else if (s < 7200)
+                snprintf(buf, n, "%ldm ago", s / 60);
+        else
+                snprintf(buf, n, "%ldh%02ldm ago", s / 3600, (s % 3600) / 60);
+}
+
+static const char *str(json_t *o, const char *key) {
+        const char *v = json_string_value(json_object_get(o, key));
+        return v ? v : "-";
+}
+
+static long long num(json_t *o, const char *key) {
+        return (long long) json_integer_value(json_object_get(o, key));
+}
+
+static void print_status(json_t *st) {
+        json_t *boot = json_object_get(st, "bootstrap"), *env = json_object_get(st, "env");
+        json_t *health = json_object_get(st, "health"), *units = json_object_get(st, "units");
+        json_t *imds = json_object_get(st, "imds");
+        char ago[32];
+        printf("anb-agent %s: %s\n", str(st, "version"), str(st, "state"));
+        if (json_is_true(json_object_get(boot, "finished"))) {
+                format_ago((time_t) num(boot, "at"), ago, sizeof ago);
+                printf("  %-12s finished %s, took %.0f ms\n", "bootstrap", ago, json_real_value(json_object_get(boot, "ms")));
+        } else
+                printf("  %-12s in progress\n", "bootstrap");
+        printf("  %-12s %s\n", "role", json_is_string(json_object_get(st, "role")) ? str(st, "role") : "default");
+        format_ago((time_t) num(env, "rendered_at"), ago, sizeof ago);
+        printf("  %-12s r%lld, changed %s, %lld variables → %s (format %s)\n", "env", num(env, "revision"), ago,
+               num(env, "variables"), str(env, "output"), str(env, "format"));
+        printf("  %-12s %lld %s", "health", num(health, "status"), str(health, "state"));
+        json_t *failing = json_object_get(health, "failing");
+        size_t i;
+        json_t *v;
+        if (json_array_size(failing)) {
+                printf("; failing:");
+                json_array_foreach(failing, i, v) printf(" %s", json_string_value(v));
+        }
+        printf("\n  %-12s %s\n", "drain", json_is_true(json_object_get(st, "draining")) ? "yes (/health answers 503)" : "no");
+        printf("  %-12s", "units");
+        if (!json_array_size(units))
+                printf(" none\n");
+        json_array_foreach(units, i, v) {
+                char state[80];
+                snprintf(state, sizeof state, "%s/%s", str(v, "active_state"), str(v, "sub_state"));
+                printf("%s %-24s %-22s pid %-8lld restarts %lld\n", i ? "              " : "", str(v, "name"), state,
+                       num(v, "main_pid"), num(v, "restarts"));
+        }
+        if (json_is_object(imds))
+                printf("  %-12s %s: %lld token + %lld get requests, %lld retries, %lld errors\n", "imds",
+                       str(imds, "endpoint"), num(imds, "token_requests"), num(imds, "get_requests"),
+                       num(imds, "retries"), num(imds, "errors"));
+        else
+                printf("  %-12s disabled\n", "imds");
+        printf("  %-12s %s\n", "credentials", json_is_object(json_object_get(st, "credentials")) ? "yes" : "not used yet");
+        printf("  %-12s %s\n", "last error", str(st, "last_error"));
+}
+
+int verb_status(const CliOptions *o, int argc, char **argv) {
+        bool as_json = false;
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        as_json = true;
+                else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        printf("Usage: anb-agent [--config PATH] status [--json]\n\n"
+                               "Shows the running agent's state: bootstrap, role, .env revision, health, drain,\n"
+                               "each managed unit, IMDS.  --json prints the same as one JSON object.\n");
+                        return 0;
+                } else {
+                        log_error("unknown argument '%s' (status [--json])", argv[i]);
+                        return EX_USAGE;
+                }
+        }
+        json_t *resp = NULL;
+        int code = call(o, json_pack("{s:s}", "cmd", "status"), 10000, &resp);
+        if (code)
+                return code;
+        if (as_json) {
+                char *text = json_dumps(resp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                printf("%s\n", text ? text : "{}");
+                free(text);
+        } else
+                print_status(resp);
+        json_decref(resp);
+        return 0;
+}
