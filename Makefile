@@ -51,7 +51,7 @@ else
 Q := @
 endif
 
-.PHONY: all check check-unit check-fuzz check-integration check-valgrind install clean demo bench fuzz
+.PHONY: all check check-unit check-docs check-fuzz check-integration check-valgrind install clean demo bench fuzz
 all: $(B)/anb-agent
 
 $(B)/%.o: %.c
@@ -76,7 +76,14 @@ $(B)/test/unit-tests: $(UNIT_OBJ) $(B)/libanb.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(B)/libanb.a $(LDLIBS) $(shell pkg-config --libs check)
 
-check: check-unit check-fuzz check-integration
+check: check-unit check-docs check-fuzz check-integration
+
+# The man pages must render without a groff warning.
+check-docs:
+	@for m in man/*.[0-9]; do \
+		w=$$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l $$m 2>&1 >/dev/null); \
+		[ -z "$$w" ] || { echo "$$m: $$w"; exit 1; }; done
+	@echo "man pages render: $$(ls man/*.[0-9] | tr '\n' ' ')"
 
 # libFuzzer over the HTTP request handling: `make fuzz FUZZ_SECONDS=300`;
 # `make check` runs a short smoke over the seed corpus.
