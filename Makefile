@@ -20,7 +20,7 @@ ifneq ($(SANITIZE),)
 B          := build/san
 endif
 
-PKGS       := libsystemd libcurl jansson libuv inih
+PKGS       := libsystemd libcurl jansson libuv inih expat
 CC         ?= cc
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 \

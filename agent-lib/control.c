@@ -319,12 +319,15 @@ int control_call(const char *path, json_t *request, int timeout_ms, json_t **ret
         if (r >= 0)
                 r = buf_printf(&out, "%s\n", text);
         free(text);
+        /* The daemon may answer (a refusal) and close before reading: a
+         * failed send is not the end, the answer is still to be read. */
         for (size_t off = 0; r >= 0 && off < out.len;) {
-                ssize_t k = write(fd, out.data + off, out.len - off);
-                if (k < 0 && errno != EINTR)
-                        r = -errno;
-                else if (k > 0)
-                        off += (size_t) k;
+                ssize_t k = send(fd, out.data + off, out.len - off, MSG_NOSIGNAL);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        break;
+                off += (size_t) k;
         }
         buf_deinit(&out);
         Buf in = {0};

@@ -261,9 +261,12 @@ static int setup_easy(HttpCall *c, const HttpRequest *req) {
         curl_easy_setopt(e, CURLOPT_VERBOSE, 0L);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: CURLOPT_PROTOCOLS is deprecated */
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, req->https_only ? "https" : "http");
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, req->https_only ? "https" : req->any_http ? "http,https" : "http");
 #else
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS, req->https_only ? (long) CURLPROTO_HTTPS : (long) CURLPROTO_HTTP);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS,
+                         req->https_only ? (long) CURLPROTO_HTTPS
+                         : req->any_http ? (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS)
+                                         : (long) CURLPROTO_HTTP);
 #endif
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);

@@ -25,6 +25,7 @@ typedef struct HttpRequest {
         long connect_timeout_ms;
         long timeout_ms;
         bool https_only; /* otherwise http only */
+        bool any_http;   /* http or https (endpoint overrides) */
         const char *aws_sigv4;     /* "aws:amz:REGION:SERVICE" or NULL */
         const char *aws_key_id;    /* with aws_sigv4 */
         const char *aws_secret;    /* with aws_sigv4 */

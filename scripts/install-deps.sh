@@ -4,7 +4,7 @@
 set -eu
 
 BUILD="make gcc pkg-config libsystemd-dev libcurl4-openssl-dev libjansson-dev \
-libuv1-dev check libinih-dev node-llhttp"
+libuv1-dev check libinih-dev node-llhttp libexpat1-dev"
 TEST="systemd dbus dbus-user-session util-linux iproute2 procps curl \
 python3 python3-dotenv python3-botocore \
 nginx-light redis-server gunicorn python3-fastapi python3-uvicorn \

@@ -21,7 +21,7 @@ step "change the anb:env tag, reload"
 imds_ctl state '{"tags": {"Name": "anb-both-1", "anb:role": "both", "anb:env": "production"}}' >/dev/null
 t0=$(date +%s%3N)
 systemctl --user reload anb-agent.service
-restarted() { agent_log | grep -q "restarted anb-api.service, anb-worker.service"; }
+restarted() { agent_log | grep -q "restarted: anb-api.service, anb-worker.service"; }
 wait_for 60 restarted || fail "no restart line: $(agent_log | tail -5)"
 echo "measured: reload → units restarted in $(($(date +%s%3N) - t0)) ms"
 agent_log | grep -q "reload: .env changed (r2): APP_ENV" || fail "changed keys not named: $(agent_log | tail -5)"
