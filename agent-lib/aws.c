@@ -233,7 +233,9 @@ static int call_start(AwsClient *c, const AwsCredentials *creds, const char *reg
         a->content_type = content_type;
         a->done = done;
         a->userdata = userdata;
-        a->url = aws_endpoint(service, region);
+        /* The API's path is "/". */
+        _cleanup_free_ char *base = aws_endpoint(service, region);
+        a->url = base ? strdup_printf("%s/", base) : NULL;
         a->sigv4 = strdup_printf("aws:amz:%s:%s", region, aws_service_name(service));
         a->key_id = strdup(creds->access_key_id);
         a->secret = strdup(creds->secret_access_key);

@@ -173,6 +173,8 @@ static int handler(void *user, const char *section, const char *name, const char
                         return fail(p, "format must be systemd, dotenv or shell, not '%s'", value);
         } else if (KEY("env", "refresh"))
                 UINT(c->env_refresh_sec, 10, 86400);
+        else if (KEY("aws", "credentials_refresh"))
+                UINT(c->credentials_refresh_sec, 10, 3600);
         else if (KEY("systemd", "bus")) {
                 if (streq(value, "system"))
                         c->bus = BUS_SYSTEM;
@@ -205,7 +207,7 @@ static int handler(void *user, const char *section, const char *name, const char
                 if (value[0] != '/')
                         return fail(p, "[control] socket must be an absolute path, not '%s'", value);
                 r = set_str(&c->control_socket, value);
-        } else if (streq(section, "imds") || streq(section, "env") || streq(section, "systemd") ||
+        } else if (streq(section, "imds") || streq(section, "env") || streq(section, "systemd") || streq(section, "aws") ||
                    streq(section, "health") || streq(section, "control"))
                 return fail(p, "unknown key '%s' in [%s]", name, section);
         else
@@ -227,6 +229,7 @@ static int set_defaults(Config *c, const char *path) {
                 .env_format = ENV_FORMAT_SYSTEMD,
                 .env_refresh_sec = 300,
                 .start_limit_retry_sec = 10,
+                .credentials_refresh_sec = 900,
                 .bus = BUS_SYSTEM,
                 .health_upstream_interval_ms = 5000,
         };

@@ -39,6 +39,7 @@ typedef struct Config {
         mode_t env_mode;
         EnvFormat env_format;
         unsigned env_refresh_sec;
+        unsigned credentials_refresh_sec; /* [aws] credentials_refresh: margin before Expiration */
 
         BusKind bus;
 

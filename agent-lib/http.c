@@ -241,13 +241,8 @@ static int setup_easy(HttpCall *c, const HttpRequest *req) {
                         return -ENOMEM;
                 c->headers = l;
         }
-        /* curl adds "Expect: 100-continue" to large PUT/POST bodies; AWS
-         * does not need the extra round trip. */
-        struct curl_slist *l = curl_slist_append(c->headers, "Expect:");
-        if (!l)
-                return -ENOMEM;
-        c->headers = l;
-
+        /* No "Expect:" override here: libcurl 7.88's SigV4 would sign it as
+         * an empty header that it then does not send. */
         if (curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK)
                 return -EINVAL;
         curl_easy_setopt(e, CURLOPT_PRIVATE, c);

@@ -129,14 +129,20 @@ static void on_resolved(Resolver *r, void *userdata) {
         const Config *c = j->config;
         RenderOutcome *o = calloc(1, sizeof(RenderOutcome));
         char *err = NULL;
+        if (o) {
+                o->tags_source = resolver_tags_source(r);
+                o->aws_calls = resolver_aws_calls(r);
+        }
         if (!o) {
                 j->done(NULL, j->userdata);
                 job_free(j);
                 return;
         }
         int k = template_render(j->template, resolver_lookup, r, c->env_format, &o->rendered, &err);
-        if (k == -ENOENT || k == -EILSEQ || k == -EOPNOTSUPP)
+        if (k == -ENOENT || k == -EILSEQ || k == -EOPNOTSUPP || k == -EINVAL)
                 return fail(j, o, k, EX_DATAERR, err);
+        if (k == -EACCES)
+                return fail(j, o, k, EX_NOPERM, err);
         if (k == -ENOMEM)
                 return fail(j, o, k, EX_OSERR, err);
         if (k < 0)
@@ -163,7 +169,7 @@ static void on_resolved(Resolver *r, void *userdata) {
         finish(j, o);
 }
 
-int render_start(ImdsClient *imds, const Config *c, RenderFlags flags, RenderDone done, void *userdata) {
+int render_start(const RenderSources *src, const Config *c, RenderFlags flags, RenderDone done, void *userdata) {
         RenderJob *j = calloc(1, sizeof(RenderJob));
         _cleanup_free_ char *text = NULL;
         size_t len;
@@ -191,7 +197,8 @@ int render_start(ImdsClient *imds, const Config *c, RenderFlags flags, RenderDon
                 return 0;
         }
         free(o);
-        k = resolver_new(imds, "IMDS is disabled (AWS_EC2_METADATA_DISABLED=true)", &j->resolver);
+        k = resolver_new(src->imds, "IMDS is disabled (AWS_EC2_METADATA_DISABLED=true)", src->aws, src->creds,
+                         &j->resolver);
         if (k >= 0)
                 k = resolver_want_template(j->resolver, j->template);
         if (k >= 0 && (flags & RENDER_WANT_ROLE))

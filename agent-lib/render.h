@@ -7,7 +7,9 @@
  * after calling back. */
 #pragma once
 
+#include "aws.h"
 #include "config.h"
+#include "credentials.h"
 #include "imds.h"
 #include "template.h"
 
@@ -24,14 +26,23 @@ typedef struct RenderOutcome {
         bool changed;    /* .env content differs from what was there */
         char *role;      /* with RENDER_WANT_ROLE: tag value, default_role, or NULL */
         char **warnings; /* e.g. keys with no portable quoting */
+        const char *tags_source; /* "imds", "ec2:DescribeTags" or NULL (static) */
+        unsigned aws_calls;
 } RenderOutcome;
+
+/* Where values come from; any may be NULL (IMDS disabled, no AWS). */
+typedef struct RenderSources {
+        ImdsClient *imds;
+        AwsClient *aws;
+        CredentialsCache *creds;
+} RenderSources;
 
 void render_outcome_free(RenderOutcome *o);
 
 typedef void (*RenderDone)(RenderOutcome *o, void *userdata);
 
-/* imds may be NULL when IMDS is disabled.  done takes the outcome. */
-int render_start(ImdsClient *imds, const Config *c, RenderFlags flags, RenderDone done, void *userdata);
+/* done takes the outcome. */
+int render_start(const RenderSources *src, const Config *c, RenderFlags flags, RenderDone done, void *userdata);
 
 /* Resolves owner/group names (or numbers) to ids. */
 int lookup_owner(const char *user, const char *group, uid_t *ret_uid, gid_t *ret_gid);

@@ -2,6 +2,7 @@
 #include "resolve.h"
 
 #include <errno.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 
@@ -20,6 +21,17 @@ typedef struct Entry {
 struct Resolver {
         ImdsClient *imds;
         char *disabled_reason;
+        AwsClient *aws;
+        CredentialsCache *creds;
+        char *region, *instance_id;
+        bool identity_requested;
+        bool identity_done;   /* the identity document arrived (or failed) */
+        bool need_aws;        /* secret or param entries */
+        bool need_describe;   /* tags must come from DescribeTags */
+        bool aws_started, describe_started, creds_asked, creds_retried;
+        const AwsCredentials *credentials; /* borrowed from the cache */
+        const char *tags_source;
+        unsigned aws_calls;
         Entry *entries;
         size_t n_entries;
         unsigned pending;
@@ -34,11 +46,14 @@ typedef struct Fetch {
         size_t entry; /* for single-entry fetches */
 } Fetch;
 
-int resolver_new(ImdsClient *imds, const char *disabled_reason, Resolver **ret) {
+int resolver_new(ImdsClient *imds, const char *disabled_reason, AwsClient *aws, CredentialsCache *creds,
+                 Resolver **ret) {
         Resolver *r = calloc(1, sizeof(Resolver));
         if (!r)
                 return -ENOMEM;
         r->imds = imds;
+        r->aws = aws;
+        r->creds = creds;
         if (disabled_reason && !(r->disabled_reason = strdup(disabled_reason))) {
                 free(r);
                 return -ENOMEM;
@@ -57,6 +72,8 @@ void resolver_free(Resolver *r) {
         }
         free(r->entries);
         free(r->disabled_reason);
+        free(r->region);
+        free(r->instance_id);
         free(r);
 }
 
@@ -154,18 +171,27 @@ static void on_value(const ImdsResult *res, void *userdata) {
         fetch_end(f);
 }
 
+static void aws_stage(Resolver *r);
+static int start_identity(Resolver *r);
+
 static void on_identity(const ImdsResult *res, void *userdata) {
         Fetch *f = userdata;
         Resolver *r = f->r;
+        r->identity_done = true;
         note_error(r, res->error);
         if (res->error) {
                 fail_source(r, SOURCE_IDENTITY, res->error == -ENOENT ? -EIO : res->error, res->message);
+                aws_stage(r);
                 fetch_end(f);
                 return;
         }
         json_t *doc = json_loadb(res->body, res->body_len, 0, NULL);
         if (!json_is_object(doc))
                 fail_source(r, SOURCE_IDENTITY, -EBADMSG, "the identity document is not a JSON object");
+        const char *region = json_string_value(json_object_get(doc, "region"));
+        const char *iid = json_string_value(json_object_get(doc, "instanceId"));
+        r->region = region ? strdup(region) : NULL;
+        r->instance_id = iid ? strdup(iid) : NULL;
         for (size_t i = 0; doc && i < r->n_entries; i++) {
                 Entry *e = &r->entries[i];
                 if (e->source != SOURCE_IDENTITY || !e->pending)
@@ -183,6 +209,7 @@ static void on_identity(const ImdsResult *res, void *userdata) {
                         set_result(e, NULL, 0, -EINVAL, "this identity field is not a string or number");
         }
         json_decref(doc);
+        aws_stage(r);
         fetch_end(f);
 }
 
@@ -201,7 +228,15 @@ static bool list_has(const char *body, size_t len, const char *key) {
 static void on_tag_list(const ImdsResult *res, void *userdata) {
         Fetch *f = userdata;
         Resolver *r = f->r;
-        if (res->error == -ENOENT) {
+        if (res->error == -ENOENT && r->aws) {
+                /* Tags are not exposed in IMDS: ask EC2 (signed). */
+                r->need_describe = true;
+                r->tags_source = "ec2:DescribeTags";
+                if (!r->identity_requested)
+                        start_identity(r);
+                else
+                        aws_stage(r);
+        } else if (res->error == -ENOENT) {
                 fail_source(r, SOURCE_TAG, -EOPNOTSUPP,
                             "instance tags are not available from IMDS (404): enable them in the instance's "
                             "metadata options (InstanceMetadataTags=enabled)");
@@ -212,6 +247,7 @@ static void on_tag_list(const ImdsResult *res, void *userdata) {
         } else
                 for (size_t i = 0; i < r->n_entries; i++) {
                         Entry *e = &r->entries[i];
+                        r->tags_source = "imds";
                         if (e->source != SOURCE_TAG || !e->pending)
                                 continue;
                         if (!list_has(res->body, res->body_len, e->key)) {
@@ -223,6 +259,319 @@ static void on_tag_list(const ImdsResult *res, void *userdata) {
                                 set_result(e, NULL, 0, -ENOMEM, "out of memory");
                 }
         fetch_end(f);
+}
+
+
+/* ---- AWS sources -------------------------------------------------------- */
+
+typedef enum AwsJob {
+        JOB_SECRET,
+        JOB_PARAMS,
+        JOB_DESCRIBE,
+} AwsJob;
+
+/* One AWS call (and its one retry after an ExpiredTokenException). */
+typedef struct AwsOp {
+        Resolver *r;
+        AwsJob job;
+        char *key;        /* secret id */
+        char **names;     /* parameter names of this batch */
+        char *next_token; /* DescribeTags paging */
+        bool retried;
+} AwsOp;
+
+static void op_free(AwsOp *op) {
+        free(op->key);
+        strv_free(op->names);
+        free(op->next_token);
+        free(op);
+}
+
+static void op_end(AwsOp *op) {
+        Resolver *r = op->r;
+        op_free(op);
+        r->pending--;
+        maybe_done(r);
+}
+
+static bool entry_in_op(const AwsOp *op, const Entry *e) {
+        switch (op->job) {
+        case JOB_SECRET:
+                return e->source == SOURCE_SECRET && strncmp(e->key, op->key, strlen(op->key)) == 0 &&
+                       (e->key[strlen(op->key)] == 0 || e->key[strlen(op->key)] == '#');
+        case JOB_PARAMS:
+                return e->source == SOURCE_PARAM && strv_contains(op->names, e->key);
+        default:
+                return e->source == SOURCE_TAG;
+        }
+}
+
+static void fail_op(AwsOp *op, int error, const char *reason) {
+        Resolver *r = op->r;
+        note_error(r, error == -ENOENT ? 0 : error);
+        for (size_t i = 0; i < r->n_entries; i++)
+                if (r->entries[i].pending && entry_in_op(op, &r->entries[i]))
+                        set_result(&r->entries[i], NULL, 0, error, reason);
+}
+
+static const char *op_action(const AwsOp *op) {
+        return op->job == JOB_SECRET ? "secretsmanager:GetSecretValue"
+               : op->job == JOB_PARAMS ? "ssm:GetParameters"
+                                       : "ec2:DescribeTags";
+}
+
+static void op_failed(AwsOp *op, const AwsResult *res) {
+        const char *role = credentials_role(op->r->creds);
+        _cleanup_free_ char *what = op->job == JOB_SECRET  ? strdup(op->key)
+                                    : op->job == JOB_PARAMS ? strv_join(op->names, ", ")
+                                                            : strdup(op->r->instance_id ? op->r->instance_id : "?");
+        _cleanup_free_ char *msg = NULL;
+        if (res->error == -EACCES)
+                msg = strdup_printf("%s on %s denied for role %s (%s)", op_action(op), what, role ? role : "?",
+                                    res->code && *res->code ? res->code : "HTTP 403");
+        else if (res->error == -ENOENT)
+                msg = strdup_printf("%s: %s not found (%s)", op_action(op), what, res->code);
+        else
+                msg = strdup_printf("%s on %s failed: %s%s%s", op_action(op), what,
+                                    res->code && *res->code ? res->code : "", res->code && *res->code ? ": " : "",
+                                    res->message ? res->message : "error");
+        fail_op(op, res->error, msg ? msg : "AWS call failed");
+}
+
+static void set_secret_entries(AwsOp *op, const char *body, size_t len) {
+        Resolver *r = op->r;
+        json_t *doc = json_loadb(body, len, 0, NULL);
+        const char *str = json_string_value(json_object_get(doc, "SecretString"));
+        json_t *fields = NULL;
+        for (size_t i = 0; i < r->n_entries; i++) {
+                Entry *e = &r->entries[i];
+                if (!e->pending || !entry_in_op(op, e))
+                        continue;
+                const char *hash = strchr(e->key, '#');
+                if (!str) {
+                        set_result(e, NULL, 0, -EINVAL,
+                                   json_object_get(doc, "SecretBinary") ? "binary secrets are not supported"
+                                                                         : "the answer has no SecretString");
+                        continue;
+                }
+                if (!hash) {
+                        set_result(e, str, strlen(str), 0, NULL);
+                        continue;
+                }
+                if (!fields)
+                        fields = json_loads(str, 0, NULL);
+                if (!json_is_object(fields)) {
+                        set_result(e, NULL, 0, -EINVAL, "the SecretString is not a JSON object, so it has no fields");
+                        continue;
+                }
+                json_t *v = json_object_get(fields, hash + 1);
+                if (json_is_string(v))
+                        set_result(e, json_string_value(v), json_string_length(v), 0, NULL);
+                else if (v && !json_is_null(v)) {
+                        char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                        set_result(e, t ? t : "", t ? strlen(t) : 0, t ? 0 : -ENOMEM, "out of memory");
+                        free_wipe(t);
+                } else
+                        set_result(e, NULL, 0, -ENOENT, NULL);
+        }
+        json_decref(fields);
+        json_decref(doc);
+}
+
+static void set_param_entries(AwsOp *op, const char *body, size_t len) {
+        Resolver *r = op->r;
+        json_t *doc = json_loadb(body, len, 0, NULL);
+        json_t *params = json_object_get(doc, "Parameters"), *p;
+        size_t i;
+        json_array_foreach(params, i, p) {
+                const char *name = json_string_value(json_object_get(p, "Name"));
+                const char *value = json_string_value(json_object_get(p, "Value"));
+                if (!name || !value)
+                        continue;
+                Entry *e = find(r, SOURCE_PARAM, name);
+                if (e)
+                        set_result(e, value, strlen(value), 0, NULL);
+        }
+        json_decref(doc);
+        /* InvalidParameters, and anything not answered, do not exist. */
+        for (size_t k = 0; k < r->n_entries; k++)
+                if (r->entries[k].pending && entry_in_op(op, &r->entries[k]))
+                        set_result(&r->entries[k], NULL, 0, -ENOENT, NULL);
+}
+
+static void on_describe_tag(const char *key, const char *value, void *ud) {
+        Resolver *r = ud;
+        Entry *e = find(r, SOURCE_TAG, key);
+        if (e && e->pending)
+                set_result(e, value, strlen(value), 0, NULL);
+}
+
+static void op_send(AwsOp *op, const AwsCredentials *creds);
+
+static void on_op_creds(int error, const char *message, const AwsCredentials *creds, void *userdata) {
+        AwsOp *op = userdata;
+        if (error) {
+                note_error(op->r, error);
+                fail_op(op, error, message);
+                op_end(op);
+                return;
+        }
+        op_send(op, creds);
+}
+
+static void on_aws(const AwsResult *res, void *userdata) {
+        AwsOp *op = userdata;
+        Resolver *r = op->r;
+        if (res->error == -EKEYEXPIRED && !op->retried) {
+                /* Expired under us: new credentials, one more try. */
+                op->retried = true;
+                credentials_get(r->creds, true, on_op_creds, op);
+                return;
+        }
+        if (res->error) {
+                op_failed(op, res);
+                op_end(op);
+                return;
+        }
+        if (op->job == JOB_SECRET)
+                set_secret_entries(op, res->body, res->body_len);
+        else if (op->job == JOB_PARAMS)
+                set_param_entries(op, res->body, res->body_len);
+        else {
+                char *next = NULL;
+                if (ec2_parse_describe_tags(res->body, res->body_len, on_describe_tag, r, &next) < 0) {
+                        AwsResult bad = {.error = -EBADMSG, .message = "unreadable DescribeTags answer"};
+                        op_failed(op, &bad);
+                } else if (next) {
+                        free(op->next_token);
+                        op->next_token = next;
+                        credentials_get(r->creds, false, on_op_creds, op);
+                        return;
+                } else
+                        fail_op(op, -ENOENT, NULL); /* tags not on the instance */
+        }
+        op_end(op);
+}
+
+static char *describe_form(const AwsOp *op) {
+        Buf b = {0};
+        buf_printf(&b, "Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id&Filter.1.Value.1=%s",
+                   op->r->instance_id);
+        if (op->next_token) {
+                char *t = curl_easy_escape(NULL, op->next_token, 0);
+                buf_printf(&b, "&NextToken=%s", t ? t : "");
+                curl_free(t);
+        }
+        return buf_steal(&b);
+}
+
+static void op_send(AwsOp *op, const AwsCredentials *creds) {
+        Resolver *r = op->r;
+        int k;
+        r->aws_calls++;
+        if (op->job == JOB_DESCRIBE) {
+                _cleanup_free_ char *form = describe_form(op);
+                k = form ? aws_call_query(r->aws, creds, r->region, AWS_EC2, form, on_aws, op) : -ENOMEM;
+        } else {
+                json_t *body = op->job == JOB_SECRET
+                                       ? json_pack("{s:s}", "SecretId", op->key)
+                                       : json_pack("{s:o, s:b}", "Names", json_array(), "WithDecryption", 1);
+                for (size_t i = 0; op->job == JOB_PARAMS && op->names[i]; i++)
+                        json_array_append_new(json_object_get(body, "Names"), json_string(op->names[i]));
+                _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
+                json_decref(body);
+                k = text ? aws_call_json(r->aws, creds, r->region, op->job == JOB_SECRET ? AWS_SECRETS_MANAGER : AWS_SSM,
+                                         op->job == JOB_SECRET ? "secretsmanager.GetSecretValue"
+                                                               : "AmazonSSM.GetParameters",
+                                         text, on_aws, op)
+                         : -ENOMEM;
+        }
+        if (k < 0) {
+                fail_op(op, k, strerror(-k));
+                op_end(op);
+        }
+}
+
+static void op_start(Resolver *r, AwsJob job, char *key, char **names) {
+        AwsOp *op = calloc(1, sizeof(AwsOp));
+        if (!op) {
+                free(key);
+                strv_free(names);
+                return;
+        }
+        *op = (AwsOp) {.r = r, .job = job, .key = key, .names = names};
+        r->pending++;
+        credentials_get(r->creds, false, on_op_creds, op);
+}
+
+static void start_secrets_and_params(Resolver *r) {
+        char **ids = NULL, **batch = NULL;
+        for (size_t i = 0; i < r->n_entries; i++) {
+                Entry *e = &r->entries[i];
+                if (!e->pending || e->source != SOURCE_SECRET)
+                        continue;
+                char *id = strndup(e->key, strcspn(e->key, "#"));
+                if (id && !strv_contains(ids, id))
+                        strv_push(&ids, id);
+                else
+                        free(id);
+        }
+        for (size_t i = 0; ids && ids[i]; i++)
+                op_start(r, JOB_SECRET, strdup(ids[i]), NULL);
+        strv_free(ids);
+        /* GetParameters takes at most 10 names. */
+        for (size_t i = 0; i < r->n_entries; i++) {
+                Entry *e = &r->entries[i];
+                if (!e->pending || e->source != SOURCE_PARAM)
+                        continue;
+                strv_push(&batch, strdup(e->key));
+                if (strv_length(batch) == 10) {
+                        op_start(r, JOB_PARAMS, NULL, batch);
+                        batch = NULL;
+                }
+        }
+        if (batch)
+                op_start(r, JOB_PARAMS, NULL, batch);
+}
+
+/* Runs once the identity document is known: the AWS calls need its
+ * region (and DescribeTags its instance id). */
+static void aws_stage(Resolver *r) {
+        if (!r->identity_done || !r->aws)
+                return;
+        bool secrets = r->need_aws && !r->aws_started;
+        bool describe = r->need_describe && !r->describe_started;
+        if (!secrets && !describe)
+                return;
+        r->aws_started = r->aws_started || secrets;
+        r->describe_started = r->describe_started || describe;
+        if (!r->region || (describe && !r->instance_id)) {
+                const char *why = "cannot call AWS: the identity document (region, instance id) is unavailable";
+                for (size_t i = 0; i < r->n_entries; i++) {
+                        Entry *e = &r->entries[i];
+                        if ((secrets && (e->source == SOURCE_SECRET || e->source == SOURCE_PARAM)) ||
+                            (describe && e->source == SOURCE_TAG))
+                                set_result(e, NULL, 0, -ENETUNREACH, why);
+                }
+                note_error(r, -ENETUNREACH);
+                return;
+        }
+        if (describe)
+                op_start(r, JOB_DESCRIBE, NULL, NULL);
+        if (secrets)
+                start_secrets_and_params(r);
+}
+
+static int start_identity(Resolver *r) {
+        if (r->identity_requested)
+                return 0;
+        r->identity_requested = true;
+        if (!r->imds) {
+                r->identity_done = true;
+                aws_stage(r);
+                return 0;
+        }
+        return fetch(r, "dynamic/instance-identity/document", on_identity, 0);
 }
 
 static bool key_is_safe_path(const char *k) {
@@ -248,7 +597,7 @@ static int start_source(Resolver *r, TemplateSource s) {
                 return 0;
         }
         if (s == SOURCE_IDENTITY)
-                return fetch(r, "dynamic/instance-identity/document", on_identity, 0);
+                return start_identity(r);
         if (s == SOURCE_TAG)
                 return fetch(r, "meta-data/tags/instance", on_tag_list, 0);
         return 0;
@@ -263,14 +612,16 @@ int resolver_start(Resolver *r, ResolverDone done, void *userdata) {
                 if (e->source == SOURCE_ENV) {
                         const char *v = getenv(e->key);
                         set_result(e, v, v ? strlen(v) : 0, v ? 0 : -ENOENT, NULL);
-                } else if (e->source == SOURCE_SECRET)
-                        set_result(e, NULL, 0, -EOPNOTSUPP, "Secrets Manager sources are not available yet");
-                else if (e->source == SOURCE_PARAM)
-                        set_result(e, NULL, 0, -EOPNOTSUPP, "SSM Parameter Store sources are not available yet");
+                } else if ((e->source == SOURCE_SECRET || e->source == SOURCE_PARAM) && !r->aws)
+                        set_result(e, NULL, 0, -EOPNOTSUPP, "AWS sources are not configured");
+                else if (e->source == SOURCE_SECRET || e->source == SOURCE_PARAM)
+                        r->need_aws = true;
                 else if ((e->source == SOURCE_IMDS || e->source == SOURCE_TAG) && !key_is_safe_path(e->key))
                         set_result(e, NULL, 0, -EINVAL, "not a valid metadata path or tag key");
         }
         k = start_source(r, SOURCE_IDENTITY);
+        if (k >= 0 && r->need_aws)
+                k = start_identity(r); /* the region for the calls */
         if (k >= 0)
                 k = start_source(r, SOURCE_TAG);
         for (size_t i = 0; k >= 0 && i < r->n_entries; i++) {
@@ -309,4 +660,12 @@ int resolver_lookup(void *userdata, TemplateSource s, const char *key, const cha
 
 int resolver_fetch_error(const Resolver *r) {
         return r->fetch_error;
+}
+
+const char *resolver_tags_source(const Resolver *r) {
+        return r->tags_source;
+}
+
+unsigned resolver_aws_calls(const Resolver *r) {
+        return r->aws_calls;
 }

@@ -167,7 +167,23 @@ static void print_status(json_t *st) {
                        num(imds, "retries"), num(imds, "errors"));
         else
                 printf("  %-12s disabled\n", "imds");
-        printf("  %-12s %s\n", "credentials", json_is_object(json_object_get(st, "credentials")) ? "yes" : "not used yet");
+        json_t *cr = json_object_get(st, "credentials");
+        if (json_is_object(cr)) {
+                long long left = num(cr, "seconds_left");
+                if (json_is_true(json_object_get(cr, "valid")))
+                        printf("  %-12s role %s, expire in %lldh%02lldm", "credentials", str(cr, "role"), left / 3600,
+                               (left % 3600) / 60);
+                else
+                        printf("  %-12s role %s, EXPIRED", "credentials", str(cr, "role"));
+                if (json_is_string(json_object_get(cr, "last_error")))
+                        printf("; last refresh failed: %s", str(cr, "last_error"));
+                printf("\n");
+        } else
+                printf("  %-12s not used\n", "credentials");
+        json_t *aws = json_object_get(st, "aws");
+        printf("  %-12s %lld calls (%lld in the last render), %lld retries, %lld errors; tags from %s\n", "aws",
+               num(aws, "calls"), num(aws, "calls_last_render"), num(aws, "retries"), num(aws, "errors"),
+               json_is_string(json_object_get(aws, "tags_source")) ? str(aws, "tags_source") : "-");
         printf("  %-12s %s\n", "last error", str(st, "last_error"));
 }
 

@@ -10,7 +10,9 @@
 
 #include <jansson.h>
 
+#include "aws.h"
 #include "cli.h"
+#include "credentials.h"
 #include "envfile.h"
 #include "control.h"
 #include "health.h"
@@ -42,6 +44,10 @@ struct Manager {
         Config *config;
         HttpLoop *http;
         ImdsClient *imds;
+        AwsClient *aws;
+        CredentialsCache *creds;
+        const char *tags_source;
+        unsigned aws_calls_last_render;
         UnitManager *units;
         const UnitSet *unit_set;
         HealthServer *health;
@@ -374,6 +380,9 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 return;
         }
         set_error(m, NULL);
+        if (o->tags_source)
+                m->tags_source = o->tags_source;
+        m->aws_calls_last_render = o->aws_calls;
         for (char **w = o->warnings; w && *w; w++)
                 log_warning("%s", *w);
         char **changed = rendered_changed_names(m->env, o->rendered);
@@ -455,7 +464,8 @@ static void begin_reload(Manager *m, bool explicit_) {
                         return;
         }
         m->render_count++;
-        int k = render_start(m->imds, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
+        RenderSources src = {m->imds, m->aws, m->creds};
+        int k = render_start(&src, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
         if (k < 0) {
                 _cleanup_free_ char *msg = strdup_printf("cannot render: %s", strerror(-k));
                 fail_reload(m, msg ? msg : "cannot render");
@@ -582,6 +592,18 @@ static void write_metrics(void *userdata, Buf *out) {
                            "# TYPE anb_imds_errors_total counter\nanb_imds_errors_total %u\n",
                            is->token_requests, is->get_requests, is->retries, is->errors);
         }
+        if (m->aws)
+                buf_printf(out,
+                           "# HELP anb_aws_requests_total Signed AWS API calls (Secrets Manager, SSM, EC2).\n"
+                           "# TYPE anb_aws_requests_total counter\nanb_aws_requests_total %u\n"
+                           "# TYPE anb_aws_retries_total counter\nanb_aws_retries_total %u\n"
+                           "# TYPE anb_aws_errors_total counter\nanb_aws_errors_total %u\n",
+                           aws_stats(m->aws)->calls, aws_stats(m->aws)->retries, aws_stats(m->aws)->errors);
+        if (credentials_expiration(m->creds))
+                buf_printf(out,
+                           "# HELP anb_credentials_expiry_seconds Seconds until the role credentials expire.\n"
+                           "# TYPE anb_credentials_expiry_seconds gauge\nanb_credentials_expiry_seconds %lld\n",
+                           (long long) (credentials_expiration(m->creds) - time(NULL)));
         if (m->config->health_upstream)
                 buf_printf(out, "# HELP anb_app_check_ok 1 when the app answered its health check.\n"
                                 "# TYPE anb_app_check_ok gauge\nanb_app_check_ok %d\n",
@@ -630,7 +652,43 @@ static void on_upstream_timer(uv_timer_t *t) {
                 m->upstream_in_flight = true;
 }
 
+/* ---- credentials --------------------------------------------------------- */
+
+static void on_credentials(CredentialsEvent ev, const char *message, time_t expiration, void *userdata) {
+        Manager *m = userdata;
+        long left = (long) (expiration - time(NULL));
+        switch (ev) {
+        case CREDENTIALS_REFRESHED:
+                log_info("role credentials (%s) refreshed; they expire in %ldm", credentials_role(m->creds),
+                         left / 60);
+                break;
+        case CREDENTIALS_REFRESH_FAILED:
+                log_warning("cannot refresh the role credentials: %s; the current ones stay in use (%lds left), "
+                            "retrying",
+                            message, left);
+                break;
+        case CREDENTIALS_EXPIRED:
+                log_error("the role credentials expired %lds ago and cannot be refreshed: %s; AWS values cannot be "
+                          "re-read, the .env stays as it is",
+                          -left, message);
+                break;
+        }
+        update_status(m);
+}
+
 /* ---- control socket ------------------------------------------------------ */
+
+static json_t *credentials_json(Manager *m) {
+        time_t exp = credentials_expiration(m->creds);
+        const char *err = credentials_last_error(m->creds);
+        if (!exp && !err)
+                return json_null();
+        json_t *c = json_pack("{s:s?, s:I, s:I, s:b}", "role", credentials_role(m->creds), "expires_at",
+                              (json_int_t) exp, "seconds_left", (json_int_t) (exp ? exp - time(NULL) : 0), "valid",
+                              exp > time(NULL));
+        json_object_set_new(c, "last_error", err ? json_string(err) : json_null());
+        return c;
+}
 
 static json_t *status_json(Manager *m) {
         json_t *units = json_array();
@@ -644,6 +702,11 @@ static json_t *status_json(Manager *m) {
                                                                (json_int_t) u.main_pid, "restarts",
                                                                (json_int_t) u.n_restarts));
         }
+        json_t *aws = json_pack("{s:s?, s:I, s:I, s:I, s:I}", "tags_source", m->tags_source, "calls",
+                                (json_int_t) (m->aws ? aws_stats(m->aws)->calls : 0), "retries",
+                                (json_int_t) (m->aws ? aws_stats(m->aws)->retries : 0), "errors",
+                                (json_int_t) (m->aws ? aws_stats(m->aws)->errors : 0), "calls_last_render",
+                                (json_int_t) m->aws_calls_last_render);
         json_t *imds = json_null();
         if (m->imds) {
                 const ImdsStats *is = imds_stats(m->imds);
@@ -663,8 +726,9 @@ static json_t *status_json(Manager *m) {
                 envfile_format_to_string(m->config->env_format), "health", "status", m->health_status, "state",
                 m->health_state ? m->health_state : "starting", "failing",
                 m->health_failing ? json_incref(m->health_failing) : json_array(), "units", units, "imds", imds,
-                "credentials", json_null(), "last_error",
+                "credentials", credentials_json(m), "last_error",
                 m->last_error ? json_string(m->last_error) : json_null());
+        json_object_set_new(st, "aws", aws);
         return st;
 }
 
@@ -744,6 +808,8 @@ static void manager_teardown(Manager *m) {
         uv_timer_stop(&m->watchdog_timer);
         health_free(m->health);
         uv_timer_stop(&m->upstream_timer);
+        credentials_free(m->creds);
+        aws_client_free(m->aws);
         imds_client_free(m->imds);
         http_loop_free(m->http);
         units_free(m->units);
@@ -817,6 +883,12 @@ int manager_run(Config *config) {
                 };
                 r = imds_client_new(&loop, m->http, &io, &m->imds);
         }
+        if (r >= 0)
+                r = aws_client_new(&loop, m->http, &m->aws);
+        if (r >= 0)
+                r = credentials_new(&loop, m->imds, config->credentials_refresh_sec, on_credentials, m, &m->creds);
+        if (r >= 0)
+                credentials_keep_fresh(m->creds, true);
         UnitManagerEvents ev = {
                 .unit_changed = on_unit_changed,
                 .bus_changed = on_bus_changed,

@@ -8,6 +8,8 @@
 
 #include "cli.h"
 #include "envfile.h"
+#include "aws.h"
+#include "credentials.h"
 #include "http.h"
 #include "imds.h"
 #include "log.h"
@@ -51,6 +53,8 @@ static int render_once(const Config *c, bool write, bool print) {
         uv_loop_t loop;
         HttpLoop *http = NULL;
         ImdsClient *imds = NULL;
+        AwsClient *aws = NULL;
+        CredentialsCache *creds = NULL;
         RenderCli rc = {0};
         int r, code = 0;
 
@@ -67,7 +71,12 @@ static int render_once(const Config *c, bool write, bool print) {
                 r = imds_client_new(&loop, http, &io, &imds);
         }
         if (r >= 0)
-                r = render_start(imds, c, write ? RENDER_WRITE : 0, on_render, &rc);
+                r = aws_client_new(&loop, http, &aws);
+        if (r >= 0)
+                r = credentials_new(&loop, imds, c->credentials_refresh_sec, NULL, NULL, &creds);
+        RenderSources src = {imds, aws, creds};
+        if (r >= 0)
+                r = render_start(&src, c, write ? RENDER_WRITE : 0, on_render, &rc);
         if (r >= 0)
                 uv_run(&loop, UV_RUN_DEFAULT);
 
@@ -93,7 +102,13 @@ static int render_once(const Config *c, bool write, bool print) {
                 log_debug("IMDS requests: %u token, %u get, %u retries", s->token_requests, s->get_requests,
                           s->retries);
         }
+        if (aws)
+                log_debug("AWS requests: %u (%u retries)", aws_stats(aws)->calls, aws_stats(aws)->retries);
+        if (o && o->tags_source)
+                log_debug("tags from %s", o->tags_source);
         render_outcome_free(o);
+        credentials_free(creds);
+        aws_client_free(aws);
         imds_client_free(imds);
         http_loop_free(http);
         uv_run(&loop, UV_RUN_DEFAULT);

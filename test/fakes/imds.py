@@ -21,6 +21,8 @@ Test control, on the same port under /_fake/ (not part of IMDS):
   POST /_fake/expire-tokens  invalidate every token issued so far
   GET  /_fake/tokens         every token issued (for leak checks)
   GET  /_fake/credentials    the role credentials currently served
+  GET  /_fake/credentials-issued  every set issued, with its expiry (the AWS
+                             fake accepts signatures made with any unexpired one)
 
 Run: imds.py --port 0 --port-file F [--state state.json]
 """
@@ -82,6 +84,7 @@ class State:
         self.counts = {"token_put": 0, "get": 0, "unauthorized": 0, "by_path": {}}
         self.faults = []
         self.credentials = None
+        self.issued = []  # every credential set handed out
 
     def creds(self):
         d = self.data
@@ -100,6 +103,7 @@ class State:
                 "_expires": time.time() + ttl,
             }
             self.credentials = c
+            self.issued.append(c)
         return {k: v for k, v in c.items() if not k.startswith("_")}
 
 
@@ -197,6 +201,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "tokens" and self.command == "GET":
             with LOCK:
                 return self.reply(200, json.dumps(list(STATE.tokens)), "application/json")
+        if path == "credentials-issued" and self.command == "GET":
+            with LOCK:
+                return self.reply(200, json.dumps(STATE.issued), "application/json")
         if path == "credentials" and self.command == "GET":
             with LOCK:
                 return self.reply(200, json.dumps(STATE.creds()), "application/json")

@@ -275,7 +275,7 @@ static Resolver *resolve(Env *e, const char *tmpl) {
         char *err = NULL;
         Resolver *r = NULL;
         ck_assert_int_eq(template_parse("t", tmpl, strlen(tmpl), &t, &err), 0);
-        ck_assert_int_eq(resolver_new(e->imds, NULL, &r), 0);
+        ck_assert_int_eq(resolver_new(e->imds, NULL, NULL, NULL, &r), 0);
         ck_assert_int_eq(resolver_want_template(r, t), 0);
         Resolved d = {0};
         ck_assert_int_eq(resolver_start(r, on_resolved, &d), 0);
@@ -317,13 +317,13 @@ START_TEST(test_resolver_tags_disabled_says_so) {
 }
 END_TEST
 
-START_TEST(test_resolver_secret_and_param_not_available_yet) {
+START_TEST(test_resolver_without_aws_secret_and_param_fail_clearly) {
         Env e;
         env_start(&e, NULL, 0, 0, 0);
         Resolver *r = resolve(&e, "A=${secret:db#password}\nB=${param:/anb/x}\nC=${imds:../../etc}\n");
         const char *v, *why = NULL;
         ck_assert_int_eq(resolver_lookup(r, SOURCE_SECRET, "db#password", &v, &why), -EOPNOTSUPP);
-        ck_assert_ptr_nonnull(strstr(why, "not available yet"));
+        ck_assert_ptr_nonnull(strstr(why, "AWS sources are not configured"));
         ck_assert_int_eq(resolver_lookup(r, SOURCE_PARAM, "/anb/x", &v, &why), -EOPNOTSUPP);
         ck_assert_int_eq(resolver_lookup(r, SOURCE_IMDS, "../../etc", &v, &why), -EINVAL);
         ck_assert_int_eq(fake_count(&e.fake, "get"), 0);
@@ -353,7 +353,7 @@ Suite *suite_imds(void) {
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_resolver_fetches_each_key_once_with_one_token);
         tcase_add_test(tc, test_resolver_tags_disabled_says_so);
-        tcase_add_test(tc, test_resolver_secret_and_param_not_available_yet);
+        tcase_add_test(tc, test_resolver_without_aws_secret_and_param_fail_clearly);
         suite_add_tcase(s, tc);
         return s;
 }
