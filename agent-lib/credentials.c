@@ -39,17 +39,23 @@ static void on_timer(uv_timer_t *t) {
         fetch(t->data);
 }
 
-static void schedule(CredentialsCache *c) {
+static void schedule(CredentialsCache *c, bool renewed) {
         if (!c->keep_fresh || !c->current)
                 return;
         time_t now = time(NULL);
+        int64_t left = (int64_t) c->current->expiration - (int64_t) now;
         int64_t at = (int64_t) c->current->expiration - c->margin_sec;
         /* Jitter (up to a fifth of the margin), so a fleet does not refresh
          * in lockstep. */
         at -= (int64_t) (uv_hrtime() % ((uint64_t) c->margin_sec / 5 + 1));
         int64_t delay = at - (int64_t) now;
-        if (delay < 1)
-                delay = 1;
+        /* Inside the margin already (IMDS handed out the same credentials
+         * again: it rotates them only minutes before they expire): ask
+         * again at a polite pace, not in a loop. */
+        if (delay < 5 || !renewed) {
+                int64_t pace = left / 4;
+                delay = pace < 5 ? 5 : pace > 60 ? 60 : pace;
+        }
         uv_timer_start(&c->timer, on_timer, (uint64_t) delay * 1000, 0);
 }
 
@@ -84,14 +90,15 @@ static void on_fetched(int error, const char *message, AwsCredentials *creds, vo
                 return;
         }
         if (!error) {
+                bool renewed = !c->current || creds->expiration > c->current->expiration;
                 aws_credentials_free(c->current);
                 c->current = creds;
                 free(c->last_error);
                 c->last_error = NULL;
                 c->retry_attempt = 0;
-                if (c->events)
+                if (c->events && renewed)
                         c->events(CREDENTIALS_REFRESHED, NULL, creds->expiration, c->userdata);
-                schedule(c);
+                schedule(c, renewed);
                 answer(c, 0, NULL);
                 return;
         }
@@ -146,7 +153,7 @@ int credentials_get(CredentialsCache *c, bool force, CredentialsDone done, void 
 void credentials_keep_fresh(CredentialsCache *c, bool on) {
         c->keep_fresh = on;
         if (on)
-                schedule(c);
+                schedule(c, true);
         else
                 uv_timer_stop(&c->timer);
 }

@@ -86,6 +86,7 @@ CONF
 		echo "StandardOutput=append:$ROOT/agent.log"
 		echo "StandardError=inherit"
 		if [ "$bus" = system ]; then echo "Environment=DBUS_SYSTEM_BUS_ADDRESS=$ANB_BUS"; fi
+		if [ -n "${AWS_ENDPOINT_URL:-}" ]; then echo "Environment=AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL"; fi
 	} >"$ANB_UNIT_DIR/anb-agent.service.d/harness.conf"
 	for u in anb-api anb-worker; do
 		mkdir -p "$ANB_UNIT_DIR/$u.service.d"

@@ -74,6 +74,8 @@ def default_state():
         "role": "anb-instance-role",
         "credentials_ttl": 6 * 3600,
         "credentials_code": "Success",
+        # IMDS hands out new credentials this long before the old expire.
+        "credentials_rotate_before": 300,
     }
 
 
@@ -90,7 +92,7 @@ class State:
         d = self.data
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         c = self.credentials
-        if c is None or c["_expires"] - time.time() < 60:
+        if c is None or c["_expires"] - time.time() < d.get("credentials_rotate_before", 300):
             ttl = int(d.get("credentials_ttl", 6 * 3600))
             c = {
                 "Code": d.get("credentials_code", "Success"),

@@ -71,6 +71,35 @@ start_imds() {
 	IMDS_URL=http://127.0.0.1:$(cat "$WORK/imds.port")
 }
 
+# start_aws [STATE_JSON]: starts the AWS fake (after start_imds); sets
+# AWS_URL and exports AWS_ENDPOINT_URL for the agent.
+start_aws() {
+	local state=${1:-}
+	local args=(--port 0 --port-file "$WORK/aws.port" --imds "$IMDS_URL")
+	if [ -n "$state" ]; then
+		printf '%s' "$state" >"$WORK/aws-state.json"
+		args+=(--state "$WORK/aws-state.json")
+	fi
+	/usr/bin/python3 "$SRC/test/fakes/aws.py" "${args[@]}" 2>"$WORK/aws.log" &
+	local pid=$!
+	at_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+	wait_for 10 test -s "$WORK/aws.port" || fail "AWS fake did not start"
+	AWS_URL=http://127.0.0.1:$(cat "$WORK/aws.port")
+	export AWS_ENDPOINT_URL=$AWS_URL
+}
+
+aws_ctl() { # aws_ctl PATH [JSON]
+	if [ $# -gt 1 ]; then
+		curl -sf -X POST --data "$2" "$AWS_URL/_fake/$1"
+	else
+		curl -sf "$AWS_URL/_fake/$1"
+	fi
+}
+
+aws_stat() { # aws_stat PYTHON-EXPRESSION-ON-s
+	aws_ctl stats | /usr/bin/python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"
+}
+
 imds_ctl() { # imds_ctl PATH [JSON]
 	if [ $# -gt 1 ]; then
 		curl -sf -X POST --data "$2" "$IMDS_URL/_fake/$1"
