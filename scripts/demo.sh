@@ -13,7 +13,7 @@ if [ -z "${ANB_HARNESS_INNER:-}" ]; then
 		echo "demo: needs root (a private mount namespace for its own systemd manager)" >&2
 		exit 77
 	fi
-	for port in 1338 8080 8081 8000 6379; do
+	for port in 1338 1339 8080 8081 8000 6379; do
 		if ss -Hltn "sport = :$port" | grep -q .; then
 			echo "demo: port $port is in use; stop what listens there first" >&2
 			exit 69
@@ -32,10 +32,22 @@ echo $$ >"$root/demo.pid"
 	--state <(printf '%s' '{"tags": {"Name": "anb-demo-1", "anb:role": "both", "anb:env": "demo"}}') \
 	2>"$root/imds.log" &
 imds=$!
-trap 'kill $imds 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$root/imds.port" ] && break; sleep 0.05; done
+# Secrets Manager and SSM: a fake that checks every SigV4 signature.
+/usr/bin/python3 "$src/test/fakes/aws.py" --port 1339 --port-file "$root/aws.port" --imds http://127.0.0.1:1338 \
+	--state <(printf '%s' '{"secrets": {"anb/db": {"username": "anb", "password": "demo-pa55word"}},
+	                       "params": {"/anb/feature-flags": {"Value": "transcode-v2"}}}') 2>"$root/aws.log" &
+aws=$!
+trap 'kill $imds $aws 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s "$root/aws.port" ] && break; sleep 0.05; done
+export AWS_ENDPOINT_URL=http://127.0.0.1:1339
 
 app_setup "$root" http://127.0.0.1:1338 user
+{
+	echo 'DATABASE_USER=${secret:anb/db#username}'
+	echo 'DATABASE_PASSWORD=${secret:anb/db#password}'
+	echo 'FEATURE_FLAGS=${param:/anb/feature-flags}'
+} >>"$root/etc/anb-agent/env.tmpl"
 echo "demo: starting anb-agent under systemd (role 'both': redis, gunicorn, celery, nginx)..."
 t0=$(date +%s%3N)
 if ! agent_start; then
@@ -54,6 +66,8 @@ The agent's health (ALB check):     curl -i http://127.0.0.1:8081/health
 The agent's status:                 $agent --config $root/etc/anb-agent/agent.conf status
 The agent's log:                    tail -f $root/agent.log
 The rendered .env:                  cat $root/srv/anb/.env
+Rotate the DB password:             curl -X POST --data '{"secrets": {"anb/db": {"username": "anb", "password": "rotated"}}}' http://127.0.0.1:1339/_fake/state
+                                    $agent --config $root/etc/anb-agent/agent.conf reload
 Change a tag and reload:            curl -X POST --data '{"tags": {"Name": "anb-demo-1", "anb:role": "both", "anb:env": "changed"}}' http://127.0.0.1:1338/_fake/state
                                     $src/scripts/demo-exec.sh systemctl --user reload anb-agent
 systemctl inside the demo:          $src/scripts/demo-exec.sh systemctl --user status anb-agent
