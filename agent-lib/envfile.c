@@ -114,11 +114,7 @@ int read_file_full(const char *path, size_t max, char **ret, size_t *ret_len) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static bool unchanged(const char *path, const char *content, size_t len, uid_t uid, gid_t gid, mode_t mode) {
-        struct stat st;
-        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid || st.st_gid != gid ||
-            (st.st_mode & 07777) != mode || (size_t) st.st_size != len)
-                return false;
+static bool content_same(const char *path, const char *content, size_t len) {
         char *old = NULL;
         size_t old_len;
         if (read_file_full(path, len + 1, &old, &old_len) < 0)
@@ -128,14 +124,12 @@ static bool unchanged(const char *path, const char *content, size_t len, uid_t u
         return same;
 }
 
-static bool content_same(const char *path, const char *content, size_t len) {
-        char *old = NULL;
-        size_t old_len;
-        if (read_file_full(path, len + 1, &old, &old_len) < 0)
+static bool unchanged(const char *path, const char *content, size_t len, uid_t uid, gid_t gid, mode_t mode) {
+        struct stat st;
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid || st.st_gid != gid ||
+            (st.st_mode & 07777) != mode || (size_t) st.st_size != len)
                 return false;
-        bool same = old_len == len && memcmp(old, content, len) == 0;
-        free_wipe(old);
-        return same;
+        return content_same(path, content, len);
 }
 
 static int write_all(int fd, const char *p, size_t n) {

@@ -169,6 +169,35 @@ static void on_resolved(Resolver *r, void *userdata) {
         finish(j, o);
 }
 
+int render_sources_new(uv_loop_t *loop, HttpLoop *http, const Config *c, CredentialsEvents events,
+                       void *userdata, RenderSources *ret) {
+        int r = 0;
+        *ret = (RenderSources) {0};
+        if (!c->imds_disabled) {
+                ImdsOptions io = {
+                        .endpoint = c->imds_endpoint,
+                        .token_ttl = c->imds_token_ttl,
+                        .connect_timeout_ms = c->imds_connect_timeout_ms,
+                        .timeout_ms = c->imds_timeout_ms,
+                        .attempts = c->imds_attempts,
+                };
+                r = imds_client_new(loop, http, &io, &ret->imds);
+        }
+        if (r >= 0)
+                r = aws_client_new(loop, http, &ret->aws);
+        if (r >= 0)
+                r = credentials_new(loop, ret->imds, c->credentials_refresh_sec, events, userdata, &ret->creds);
+        return r;
+}
+
+/* The credentials first: cancelling IMDS requests calls back into them. */
+void render_sources_free(RenderSources *s) {
+        credentials_free(s->creds);
+        aws_client_free(s->aws);
+        imds_client_free(s->imds);
+        *s = (RenderSources) {0};
+}
+
 int render_start(const RenderSources *src, const Config *c, RenderFlags flags, RenderDone done, void *userdata) {
         RenderJob *j = calloc(1, sizeof(RenderJob));
         _cleanup_free_ char *text = NULL;

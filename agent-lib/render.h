@@ -41,6 +41,13 @@ void render_outcome_free(RenderOutcome *o);
 
 typedef void (*RenderDone)(RenderOutcome *o, void *userdata);
 
+/* Creates the sources a configuration asks for on loop: the IMDS client
+ * (none when IMDS is disabled), the AWS client and the credentials cache.
+ * render_sources_free() accepts what a failed call left. */
+int render_sources_new(uv_loop_t *loop, HttpLoop *http, const Config *c, CredentialsEvents events,
+                       void *userdata, RenderSources *ret);
+void render_sources_free(RenderSources *s);
+
 /* done takes the outcome. */
 int render_start(const RenderSources *src, const Config *c, RenderFlags flags, RenderDone done, void *userdata);
 

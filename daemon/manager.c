@@ -43,9 +43,7 @@ struct Manager {
         uv_loop_t *loop;
         Config *config;
         HttpLoop *http;
-        ImdsClient *imds;
-        AwsClient *aws;
-        CredentialsCache *creds;
+        RenderSources src; /* IMDS, AWS, credentials */
         const char *tags_source;
         unsigned aws_calls_last_render;
         UnitManager *units;
@@ -464,8 +462,7 @@ static void begin_reload(Manager *m, bool explicit_) {
                         return;
         }
         m->render_count++;
-        RenderSources src = {m->imds, m->aws, m->creds};
-        int k = render_start(&src, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
+        int k = render_start(&m->src, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
         if (k < 0) {
                 _cleanup_free_ char *msg = strdup_printf("cannot render: %s", strerror(-k));
                 fail_reload(m, msg ? msg : "cannot render");
@@ -582,8 +579,8 @@ static void write_metrics(void *userdata, Buf *out) {
                    "anb_renders_total %llu\nanb_render_failures_total %llu\n",
                    m->env_revision, (long long) m->env_rendered_at, (unsigned long long) m->render_count,
                    (unsigned long long) m->render_failures);
-        if (m->imds) {
-                const ImdsStats *is = imds_stats(m->imds);
+        if (m->src.imds) {
+                const ImdsStats *is = imds_stats(m->src.imds);
                 buf_printf(out,
                            "# HELP anb_imds_requests_total IMDS requests by kind.\n"
                            "# TYPE anb_imds_requests_total counter\n"
@@ -592,18 +589,18 @@ static void write_metrics(void *userdata, Buf *out) {
                            "# TYPE anb_imds_errors_total counter\nanb_imds_errors_total %u\n",
                            is->token_requests, is->get_requests, is->retries, is->errors);
         }
-        if (m->aws)
+        if (m->src.aws)
                 buf_printf(out,
                            "# HELP anb_aws_requests_total Signed AWS API calls (Secrets Manager, SSM, EC2).\n"
                            "# TYPE anb_aws_requests_total counter\nanb_aws_requests_total %u\n"
                            "# TYPE anb_aws_retries_total counter\nanb_aws_retries_total %u\n"
                            "# TYPE anb_aws_errors_total counter\nanb_aws_errors_total %u\n",
-                           aws_stats(m->aws)->calls, aws_stats(m->aws)->retries, aws_stats(m->aws)->errors);
-        if (credentials_expiration(m->creds))
+                           aws_stats(m->src.aws)->calls, aws_stats(m->src.aws)->retries, aws_stats(m->src.aws)->errors);
+        if (credentials_expiration(m->src.creds))
                 buf_printf(out,
                            "# HELP anb_credentials_expiry_seconds Seconds until the role credentials expire.\n"
                            "# TYPE anb_credentials_expiry_seconds gauge\nanb_credentials_expiry_seconds %lld\n",
-                           (long long) (credentials_expiration(m->creds) - time(NULL)));
+                           (long long) (credentials_expiration(m->src.creds) - time(NULL)));
         if (m->config->health_upstream)
                 buf_printf(out, "# HELP anb_app_check_ok 1 when the app answered its health check.\n"
                                 "# TYPE anb_app_check_ok gauge\nanb_app_check_ok %d\n",
@@ -659,7 +656,7 @@ static void on_credentials(CredentialsEvent ev, const char *message, time_t expi
         long left = (long) (expiration - time(NULL));
         switch (ev) {
         case CREDENTIALS_REFRESHED:
-                log_info("role credentials (%s) refreshed; they expire in %ldm", credentials_role(m->creds),
+                log_info("role credentials (%s) refreshed; they expire in %ldm", credentials_role(m->src.creds),
                          left / 60);
                 break;
         case CREDENTIALS_REFRESH_FAILED:
@@ -679,11 +676,11 @@ static void on_credentials(CredentialsEvent ev, const char *message, time_t expi
 /* ---- control socket ------------------------------------------------------ */
 
 static json_t *credentials_json(Manager *m) {
-        time_t exp = credentials_expiration(m->creds);
-        const char *err = credentials_last_error(m->creds);
+        time_t exp = credentials_expiration(m->src.creds);
+        const char *err = credentials_last_error(m->src.creds);
         if (!exp && !err)
                 return json_null();
-        json_t *c = json_pack("{s:s?, s:I, s:I, s:b}", "role", credentials_role(m->creds), "expires_at",
+        json_t *c = json_pack("{s:s?, s:I, s:I, s:b}", "role", credentials_role(m->src.creds), "expires_at",
                               (json_int_t) exp, "seconds_left", (json_int_t) (exp ? exp - time(NULL) : 0), "valid",
                               exp > time(NULL));
         json_object_set_new(c, "last_error", err ? json_string(err) : json_null());
@@ -703,13 +700,13 @@ static json_t *status_json(Manager *m) {
                                                                (json_int_t) u.n_restarts));
         }
         json_t *aws = json_pack("{s:s?, s:I, s:I, s:I, s:I}", "tags_source", m->tags_source, "calls",
-                                (json_int_t) (m->aws ? aws_stats(m->aws)->calls : 0), "retries",
-                                (json_int_t) (m->aws ? aws_stats(m->aws)->retries : 0), "errors",
-                                (json_int_t) (m->aws ? aws_stats(m->aws)->errors : 0), "calls_last_render",
+                                (json_int_t) (m->src.aws ? aws_stats(m->src.aws)->calls : 0), "retries",
+                                (json_int_t) (m->src.aws ? aws_stats(m->src.aws)->retries : 0), "errors",
+                                (json_int_t) (m->src.aws ? aws_stats(m->src.aws)->errors : 0), "calls_last_render",
                                 (json_int_t) m->aws_calls_last_render);
         json_t *imds = json_null();
-        if (m->imds) {
-                const ImdsStats *is = imds_stats(m->imds);
+        if (m->src.imds) {
+                const ImdsStats *is = imds_stats(m->src.imds);
                 imds = json_pack("{s:s, s:I, s:I, s:I, s:I}", "endpoint", m->config->imds_endpoint, "token_requests",
                                  (json_int_t) is->token_requests, "get_requests", (json_int_t) is->get_requests,
                                  "retries", (json_int_t) is->retries, "errors", (json_int_t) is->errors);
@@ -808,9 +805,7 @@ static void manager_teardown(Manager *m) {
         uv_timer_stop(&m->watchdog_timer);
         health_free(m->health);
         uv_timer_stop(&m->upstream_timer);
-        credentials_free(m->creds);
-        aws_client_free(m->aws);
-        imds_client_free(m->imds);
+        render_sources_free(&m->src);
         http_loop_free(m->http);
         units_free(m->units);
         uv_signal_stop(&m->sigterm);
@@ -873,22 +868,10 @@ int manager_run(Config *config) {
                 uv_timer_start(&m->watchdog_timer, on_watchdog, 0, wd_usec / 2000);
 
         r = http_loop_new(&loop, &m->http);
-        if (r >= 0 && !config->imds_disabled) {
-                ImdsOptions io = {
-                        .endpoint = config->imds_endpoint,
-                        .token_ttl = config->imds_token_ttl,
-                        .connect_timeout_ms = config->imds_connect_timeout_ms,
-                        .timeout_ms = config->imds_timeout_ms,
-                        .attempts = config->imds_attempts,
-                };
-                r = imds_client_new(&loop, m->http, &io, &m->imds);
-        }
         if (r >= 0)
-                r = aws_client_new(&loop, m->http, &m->aws);
+                r = render_sources_new(&loop, m->http, config, on_credentials, m, &m->src);
         if (r >= 0)
-                r = credentials_new(&loop, m->imds, config->credentials_refresh_sec, on_credentials, m, &m->creds);
-        if (r >= 0)
-                credentials_keep_fresh(m->creds, true);
+                credentials_keep_fresh(m->src.creds, true);
         UnitManagerEvents ev = {
                 .unit_changed = on_unit_changed,
                 .bus_changed = on_bus_changed,

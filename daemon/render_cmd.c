@@ -52,29 +52,14 @@ static void close_walk(uv_handle_t *h, void *arg) {
 static int render_once(const Config *c, bool write, bool print) {
         uv_loop_t loop;
         HttpLoop *http = NULL;
-        ImdsClient *imds = NULL;
-        AwsClient *aws = NULL;
-        CredentialsCache *creds = NULL;
+        RenderSources src = {0};
         RenderCli rc = {0};
         int r, code = 0;
 
         uv_loop_init(&loop);
         r = http_loop_new(&loop, &http);
-        if (r >= 0 && !c->imds_disabled) {
-                ImdsOptions io = {
-                        .endpoint = c->imds_endpoint,
-                        .token_ttl = c->imds_token_ttl,
-                        .connect_timeout_ms = c->imds_connect_timeout_ms,
-                        .timeout_ms = c->imds_timeout_ms,
-                        .attempts = c->imds_attempts,
-                };
-                r = imds_client_new(&loop, http, &io, &imds);
-        }
         if (r >= 0)
-                r = aws_client_new(&loop, http, &aws);
-        if (r >= 0)
-                r = credentials_new(&loop, imds, c->credentials_refresh_sec, NULL, NULL, &creds);
-        RenderSources src = {imds, aws, creds};
+                r = render_sources_new(&loop, http, c, NULL, NULL, &src);
         if (r >= 0)
                 r = render_start(&src, c, write ? RENDER_WRITE : 0, on_render, &rc);
         if (r >= 0)
@@ -97,19 +82,17 @@ static int render_once(const Config *c, bool write, bool print) {
                         log_info("%s %s (%zu variables)", o->changed ? "wrote" : "unchanged:", c->env_output,
                                  o->rendered->n_vars);
         }
-        if (imds) {
-                const ImdsStats *s = imds_stats(imds);
+        if (src.imds) {
+                const ImdsStats *s = imds_stats(src.imds);
                 log_debug("IMDS requests: %u token, %u get, %u retries", s->token_requests, s->get_requests,
                           s->retries);
         }
-        if (aws)
-                log_debug("AWS requests: %u (%u retries)", aws_stats(aws)->calls, aws_stats(aws)->retries);
+        if (src.aws)
+                log_debug("AWS requests: %u (%u retries)", aws_stats(src.aws)->calls, aws_stats(src.aws)->retries);
         if (o && o->tags_source)
                 log_debug("tags from %s", o->tags_source);
         render_outcome_free(o);
-        credentials_free(creds);
-        aws_client_free(aws);
-        imds_client_free(imds);
+        render_sources_free(&src);
         http_loop_free(http);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_walk(&loop, close_walk, NULL);

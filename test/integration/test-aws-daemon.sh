@@ -61,4 +61,22 @@ imds_ctl reset '{}' >/dev/null
 wait_for 40 refreshed $((n + 1)) || fail "not recovered: $(agent_log | grep -i cred | tail -3)"
 assert_eq "$(aws_stat 's["signatures_invalid"]')" 0 "every signature valid"
 grep -q ExpiredTokenException "$WORK/aws.log" && fail "a call went out with expired credentials"
+
+step "no credential or secret value in the log, status, /health or /metrics"
+{
+	agent_log
+	"${A[@]}" status
+	"${A[@]}" status --json
+	curl -s 127.0.0.1:8081/health
+	curl -s 127.0.0.1:8081/metrics
+} >"$WORK/surface.txt"
+imds_ctl credentials-issued | /usr/bin/python3 -c '
+import json, sys
+for c in json.load(sys.stdin):
+    for k in ("AccessKeyId", "SecretAccessKey", "Token"):
+        print(c[k])' >"$WORK/creds.txt"
+printf '%s\n' first-S3cret second-S3cret third-S3cret >>"$WORK/creds.txt"
+grep -qFf "$WORK/creds.txt" "$WORK/surface.txt" && fail "leaked: $(grep -oFf "$WORK/creds.txt" "$WORK/surface.txt" | head -2)"
+grep -qFf <(grep -v S3cret "$WORK/creds.txt") "$ROOT/srv/anb/.env" && fail "credentials in the .env"
+echo "checked $(wc -l <"$WORK/creds.txt") credential and secret values against $(wc -c <"$WORK/surface.txt") bytes of output"
 echo OK
