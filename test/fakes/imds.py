@@ -16,7 +16,7 @@ Test control, on the same port under /_fake/ (not part of IMDS):
   GET  /_fake/stats          request counts
   POST /_fake/reset          zero the counts
   POST /_fake/state          merge JSON into the state (tags, tags_enabled, ...)
-  POST /_fake/fault          {"kind": "status"|"slow"|"drop", "status": 500,
+  POST /_fake/fault          {"kind": "status"|"slow"|"drop"|"redirect", "status": 500,
                               "delay_ms": 3000, "count": 1, "path": "meta-data/"}
   POST /_fake/expire-tokens  invalidate every token issued so far
   GET  /_fake/tokens         every token issued (for leak checks)
@@ -83,7 +83,7 @@ class State:
     def __init__(self, initial):
         self.data = initial
         self.tokens = {}  # token -> expiry (monotonic)
-        self.counts = {"token_put": 0, "get": 0, "unauthorized": 0, "by_path": {}}
+        self.counts = {"token_put": 0, "get": 0, "unauthorized": 0, "redirected": 0, "by_path": {}}
         self.faults = []
         self.credentials = None
         self.issued = []  # every credential set handed out
@@ -161,6 +161,12 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(fault.get("delay_ms", 3000) / 1000.0)
             return False
+        if kind == "redirect":
+            self.send_response(int(fault.get("status", 302)))
+            self.send_header("Location", fault.get("location", "/_fake/redirected"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
         if kind == "drop":
             self.close_connection = True
             try:
@@ -177,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
             if path == "stats" and self.command == "GET":
                 return self.reply(200, json.dumps(STATE.counts), "application/json")
             if path == "reset":
-                STATE.counts = {"token_put": 0, "get": 0, "unauthorized": 0, "by_path": {}}
+                STATE.counts = {"token_put": 0, "get": 0, "unauthorized": 0, "redirected": 0, "by_path": {}}
                 STATE.faults = []
                 return self.reply(200, "{}", "application/json")
             if path == "expire-tokens":
@@ -200,6 +206,10 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE.faults.append(f)
             return self.reply(200, "{}", "application/json")
+        if path == "redirected":
+            with LOCK:
+                STATE.counts["redirected"] = STATE.counts.get("redirected", 0) + 1
+            return self.reply(200, "followed a redirect")
         if path == "tokens" and self.command == "GET":
             with LOCK:
                 return self.reply(200, json.dumps(list(STATE.tokens)), "application/json")

@@ -11,6 +11,7 @@ int main(void) {
         srunner_add_suite(sr, suite_config());
         srunner_add_suite(sr, suite_imds());
         srunner_add_suite(sr, suite_httpconn());
+        srunner_add_suite(sr, suite_log());
         srunner_run_all(sr, CK_NORMAL);
         int failed = srunner_ntests_failed(sr);
         srunner_free(sr);

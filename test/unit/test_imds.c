@@ -211,6 +211,24 @@ START_TEST(test_imds_unreachable_endpoint_fails_with_hint) {
 }
 END_TEST
 
+START_TEST(test_imds_redirects_not_followed_and_proxy_env_ignored) {
+        /* A proxy from the environment would swallow every request. */
+        setenv("http_proxy", "http://127.0.0.1:9", 1);
+        setenv("HTTP_PROXY", "http://127.0.0.1:9", 1);
+        setenv("ALL_PROXY", "http://127.0.0.1:9", 1);
+        Env e;
+        env_start(&e, NULL, 0, 3, 0);
+        ck_assert_int_eq(get(&e, "meta-data/instance-id").error, 0);
+        fake_post(&e.fake, "fault", "{\"kind\":\"redirect\",\"status\":301,\"path\":\"meta-data/\"}");
+        Got g = get(&e, "meta-data/instance-id");
+        ck_assert_int_eq(g.error, -EIO);
+        ck_assert_int_eq(g.status, 301);
+        ck_assert_int_eq(fake_count(&e.fake, "redirected"), 0);
+        ck_assert_int_eq(fake_count(&e.fake, "get"), 2);
+        env_stop(&e);
+}
+END_TEST
+
 typedef struct Creds {
         int error;
         char message[512];
@@ -347,6 +365,7 @@ Suite *suite_imds(void) {
         tcase_add_test(tc, test_imds_token_refused_fails_without_v1_fallback);
         tcase_add_test(tc, test_imds_unreachable_endpoint_fails_with_hint);
         tcase_add_test(tc, test_imds_role_credentials_fetched_and_parsed);
+        tcase_add_test(tc, test_imds_redirects_not_followed_and_proxy_env_ignored);
         tcase_add_test(tc, test_imds_iso8601);
         suite_add_tcase(s, tc);
         tc = tcase_create("resolver");

@@ -13,6 +13,7 @@ Suite *suite_envfile(void);
 Suite *suite_config(void);
 Suite *suite_imds(void);
 Suite *suite_httpconn(void);
+Suite *suite_log(void);
 
 /* mkdtemp under /tmp; the caller removes it with rm_rf. */
 char *test_tmpdir(void);
