@@ -101,7 +101,9 @@ fuzz: $(FUZZ_BIN)
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/corpus test/fuzz/corpus
 
 check-fuzz: $(FUZZ_BIN)
-	@$(FUZZ_BIN) -runs=20000 -max_len=4096 -artifact_prefix=build/fuzz/ test/fuzz/corpus >build/fuzz/smoke.log 2>&1 \
+	@mkdir -p build/fuzz/smoke-corpus
+	@$(FUZZ_BIN) -runs=20000 -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/smoke-corpus test/fuzz/corpus \
+		>build/fuzz/smoke.log 2>&1 \
 		|| { tail -40 build/fuzz/smoke.log; exit 1; }
 	@echo "fuzz smoke: $$(grep -o 'Done [0-9]* runs' build/fuzz/smoke.log), no crash"
 
