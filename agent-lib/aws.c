@@ -76,13 +76,6 @@ char *aws_endpoint(AwsService s, const char *region) {
         return strdup_printf("https://%s.%s.amazonaws.com", aws_service_name(s), region);
 }
 
-static uint64_t next_random(AwsClient *c) {
-        c->rng ^= c->rng >> 12;
-        c->rng ^= c->rng << 25;
-        c->rng ^= c->rng >> 27;
-        return c->rng * 2685821657736338717ULL;
-}
-
 static void call_freed(uv_handle_t *h) {
         AwsCall *a = h->data;
         free(a->url);
@@ -168,8 +161,7 @@ static void on_http(const HttpResponse *r, void *userdata) {
                 snprintf(msg, sizeof msg, "HTTP %ld", r->status);
 
         if ((r->error || retryable(r->status, code)) && a->attempt < AWS_ATTEMPTS) {
-                uint64_t delay = 200ULL << (a->attempt - 1);
-                delay = delay / 2 + next_random(c) % (delay / 2 + 1);
+                uint64_t delay = backoff_delay(&c->rng, a->attempt, 200, 5000);
                 c->stats.retries++;
                 log_debug("aws: %s %s failed (%s), retrying in %llu ms", aws_service_name(a->service),
                           a->target_header ? a->target_header : "query", *code ? code : msg,

@@ -22,6 +22,7 @@ struct ControlServer {
         uv_pipe_t pipe;
         char *path;
         ControlHandler handler;
+        ControlRefused refused;
         void *userdata;
         ControlRequest *conns;
         bool closing;
@@ -205,8 +206,8 @@ static void on_connection(uv_stream_t *server, int status) {
         }
         r->uid = cred.uid;
         if (cred.uid != 0 && cred.uid != getuid()) {
-                log_warning("control: refused a client with uid %u (pid %d): only root may control the agent",
-                            (unsigned) cred.uid, (int) cred.pid);
+                if (s->refused)
+                        s->refused(cred.uid, cred.pid, s->userdata);
                 r->dispatched = true;
                 reply_error(r, "permission denied: only root may control anb-agent");
                 return;
@@ -234,8 +235,8 @@ static int ensure_dir(const char *path) {
         return 0;
 }
 
-int control_new(uv_loop_t *loop, const char *path, ControlHandler handler, void *userdata, ControlServer **ret,
-                char **ret_error) {
+int control_new(uv_loop_t *loop, const char *path, ControlHandler handler, ControlRefused refused, void *userdata,
+                ControlServer **ret, char **ret_error) {
         *ret_error = NULL;
         if (strlen(path) >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
                 *ret_error = strdup_printf("[control] socket path is too long: %s", path);
@@ -253,6 +254,7 @@ int control_new(uv_loop_t *loop, const char *path, ControlHandler handler, void 
         }
         s->loop = loop;
         s->handler = handler;
+        s->refused = refused;
         s->userdata = userdata;
         uv_pipe_init(loop, &s->pipe, 0);
         s->pipe.data = s;

@@ -20,9 +20,11 @@ typedef struct ControlRequest ControlRequest;
 
 /* request is borrowed for the call; answer through control_reply(). */
 typedef void (*ControlHandler)(ControlRequest *req, json_t *request, void *userdata);
+/* A client that was refused (not root, not our uid): for the owner's log. */
+typedef void (*ControlRefused)(uid_t uid, pid_t pid, void *userdata);
 
-int control_new(uv_loop_t *loop, const char *path, ControlHandler handler, void *userdata, ControlServer **ret,
-                char **ret_error);
+int control_new(uv_loop_t *loop, const char *path, ControlHandler handler, ControlRefused refused, void *userdata,
+                ControlServer **ret, char **ret_error);
 /* Closes the socket and every connection (pending requests are dropped),
  * unlinks the path. */
 void control_free(ControlServer *s);

@@ -44,14 +44,6 @@ struct ImdsReq {
 
 static void req_dispatch(ImdsReq *q);
 
-static uint64_t next_random(ImdsClient *c) {
-        /* xorshift64*: jitter only, not security. */
-        c->rng ^= c->rng >> 12;
-        c->rng ^= c->rng << 25;
-        c->rng ^= c->rng >> 27;
-        return c->rng * 2685821657736338717ULL;
-}
-
 static void req_free_cb(uv_handle_t *h) {
         ImdsReq *q = h->data;
         free(q->path);
@@ -129,10 +121,7 @@ static bool req_retry(ImdsReq *q) {
         ImdsClient *c = q->c;
         if (q->attempt >= c->attempts)
                 return false;
-        uint64_t delay = (uint64_t) c->backoff_ms << (q->attempt - 1);
-        if (delay > 5000)
-                delay = 5000;
-        delay = delay / 2 + next_random(c) % (delay / 2 + 1);
+        uint64_t delay = backoff_delay(&c->rng, q->attempt, c->backoff_ms, 5000);
         c->stats.retries++;
         log_debug("imds: retrying %s in %llu ms", q->path ? q->path : "token", (unsigned long long) delay);
         uv_timer_start(&q->timer, on_backoff, delay, 0);

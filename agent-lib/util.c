@@ -208,3 +208,16 @@ bool utf8_is_valid(const char *str, size_t n) {
         }
         return true;
 }
+
+uint64_t backoff_delay(uint64_t *rng, unsigned attempt, uint64_t base_ms, uint64_t cap_ms) {
+        unsigned shift = attempt > 1 ? attempt - 1 : 0;
+        uint64_t d = shift < 32 ? base_ms << shift : cap_ms;
+        if (d > cap_ms)
+                d = cap_ms;
+        /* xorshift64*: jitter only, not security. */
+        *rng ^= *rng >> 12;
+        *rng ^= *rng << 25;
+        *rng ^= *rng >> 27;
+        uint64_t r = *rng * 2685821657736338717ULL;
+        return d / 2 + r % (d / 2 + 1);
+}

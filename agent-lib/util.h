@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,4 +75,9 @@ static inline void free_wipep(char **s) {
 }
 
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
+
+/* Retry delay for attempt n (1-based): base doubling per attempt up to cap,
+ * then "equal jitter" (a random point in its upper half) so that a fleet of
+ * instances does not retry in lockstep.  *rng is a non-zero xorshift state. */
+uint64_t backoff_delay(uint64_t *rng, unsigned attempt, uint64_t base_ms, uint64_t cap_ms);
 bool utf8_is_valid(const char *s, size_t n);

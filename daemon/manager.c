@@ -760,6 +760,12 @@ static void on_control(ControlRequest *req, json_t *request, void *userdata) {
         }
 }
 
+static void on_control_refused(uid_t uid, pid_t pid, void *userdata) {
+        (void) userdata;
+        log_warning("control: refused a client with uid %u (pid %d): only root may control the agent", (unsigned) uid,
+                    (int) pid);
+}
+
 static void on_watchdog(uv_timer_t *t) {
         (void) t;
         /* Sent from the loop itself: a stuck loop stops it, and systemd
@@ -857,7 +863,7 @@ int manager_run(Config *config) {
                 return r == -EINVAL ? EX_CONFIG : EX_UNAVAILABLE;
         }
         _cleanup_free_ char *cerr = NULL;
-        r = control_new(&loop, config->control_socket, on_control, m, &m->control, &cerr);
+        r = control_new(&loop, config->control_socket, on_control, on_control_refused, m, &m->control, &cerr);
         if (r < 0) {
                 log_error("%s", cerr ? cerr : strerror(-r));
                 manager_teardown(m);

@@ -229,6 +229,25 @@ START_TEST(test_imds_redirects_not_followed_and_proxy_env_ignored) {
 }
 END_TEST
 
+START_TEST(test_backoff_delay_doubles_with_jitter_up_to_cap) {
+        uint64_t rng = 12345;
+        for (unsigned attempt = 1; attempt <= 12; attempt++) {
+                uint64_t full = 100ULL << (attempt - 1);
+                if (full > 5000)
+                        full = 5000;
+                uint64_t lo = UINT64_MAX, hi = 0;
+                for (int i = 0; i < 200; i++) {
+                        uint64_t d = backoff_delay(&rng, attempt, 100, 5000);
+                        ck_assert_uint_ge(d, full / 2);
+                        ck_assert_uint_le(d, full);
+                        lo = d < lo ? d : lo;
+                        hi = d > hi ? d : hi;
+                }
+                ck_assert_msg(hi > lo, "attempt %u: no jitter", attempt);
+        }
+}
+END_TEST
+
 typedef struct Creds {
         int error;
         char message[512];
@@ -367,6 +386,7 @@ Suite *suite_imds(void) {
         tcase_add_test(tc, test_imds_role_credentials_fetched_and_parsed);
         tcase_add_test(tc, test_imds_redirects_not_followed_and_proxy_env_ignored);
         tcase_add_test(tc, test_imds_iso8601);
+        tcase_add_test(tc, test_backoff_delay_doubles_with_jitter_up_to_cap);
         suite_add_tcase(s, tc);
         tc = tcase_create("resolver");
         tcase_set_timeout(tc, 30);
