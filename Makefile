@@ -51,7 +51,7 @@ else
 Q := @
 endif
 
-.PHONY: all check check-unit check-docs check-fuzz check-integration check-valgrind install clean demo bench fuzz
+.PHONY: all check check-unit check-docs check-fuzz check-integration check-valgrind install clean demo bench fuzz deb
 all: $(B)/anb-agent
 
 $(B)/%.o: %.c
@@ -125,6 +125,9 @@ demo:
 	scripts/install-deps.sh
 	$(MAKE) all
 	scripts/demo.sh $(CURDIR)/$(B)/anb-agent
+
+deb: all
+	scripts/mkdeb.sh $(VERSION) $(CURDIR)/build
 
 bench: all
 	scripts/bench.sh $(CURDIR)/$(B)/anb-agent
