@@ -98,6 +98,15 @@ set -e
 assert_eq "$rc" 69 "exit"
 assert_contains "$out" "IMDS is disabled (AWS_EC2_METADATA_DISABLED=true)" "message"
 
+step "status without a running daemon: exit 69, says so"
+set +e
+out=$("$ANB_AGENT" -c "$WORK/agent.conf" status 2>&1)
+rc=$?
+set -e
+assert_eq "$rc" 69 "exit"
+assert_contains "$out" "cannot reach the agent at /run/anb-agent/control.sock" "message"
+assert_contains "$out" "(is anb-agent running?)" "hint"
+
 step "usage errors exit 64"
 set +e
 "$ANB_AGENT" frobnicate 2>/dev/null; rc=$?
