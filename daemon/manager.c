@@ -63,6 +63,7 @@ struct Manager {
         const char *health_state;
         ControlServer *control;
         uv_timer_t watchdog_timer;
+        uv_timer_t status_timer; /* keeps the ages in STATUS= current */
         uint64_t render_count, render_failures;
 
         uv_signal_t sigterm, sigint, sighup;
@@ -179,11 +180,20 @@ static void update_status(Manager *m) {
         char age[32] = "never";
         if (m->env_revision)
                 format_age(m->env_rendered_at, age, sizeof age);
+        char creds[48] = "";
+        time_t exp = credentials_expiration(m->src.creds);
+        if (exp) {
+                long left = (long) (exp - time(NULL));
+                if (left > 0)
+                        snprintf(creds, sizeof creds, " · creds %ldh%02ldm", left / 3600, (left % 3600) / 60);
+                else
+                        snprintf(creds, sizeof creds, " · creds EXPIRED");
+        }
         if (m->phase == PHASE_STARTING && m->last_error)
                 sd_notifyf(false, "STATUS=starting · waiting to render the .env: %s", m->last_error);
         else
-                sd_notifyf(false, "STATUS=%s · %s · %u/%u units active · env r%u (%s ago)", state,
-                           m->role ? m->role : "default", active, total, m->env_revision, age);
+                sd_notifyf(false, "STATUS=%s · %s · %u/%u units active · env r%u (%s ago)%s", state,
+                           m->role ? m->role : "default", active, total, m->env_revision, age, creds);
 }
 
 /* ---- units ------------------------------------------------------------- */
@@ -766,6 +776,10 @@ static void on_control_refused(uid_t uid, pid_t pid, void *userdata) {
                     (int) pid);
 }
 
+static void on_status_timer(uv_timer_t *t) {
+        update_status(t->data);
+}
+
 static void on_watchdog(uv_timer_t *t) {
         (void) t;
         /* Sent from the loop itself: a stuck loop stops it, and systemd
@@ -809,6 +823,7 @@ static void manager_teardown(Manager *m) {
         control_free(m->control);
         json_decref(m->health_failing);
         uv_timer_stop(&m->watchdog_timer);
+        uv_timer_stop(&m->status_timer);
         health_free(m->health);
         uv_timer_stop(&m->upstream_timer);
         render_sources_free(&m->src);
@@ -850,6 +865,8 @@ int manager_run(Config *config) {
         uv_timer_init(&loop, &m->refresh_timer);
         uv_timer_init(&loop, &m->upstream_timer);
         uv_timer_init(&loop, &m->watchdog_timer);
+        uv_timer_init(&loop, &m->status_timer);
+        m->status_timer.data = m;
         m->retry_timer.data = m->refresh_timer.data = m->upstream_timer.data = m;
         m->upstream_ok = -1;
 
@@ -901,6 +918,7 @@ int manager_run(Config *config) {
         uv_timer_start(&m->refresh_timer, on_refresh, jittered(m), 0);
         if (config->health_upstream)
                 uv_timer_start(&m->upstream_timer, on_upstream_timer, 0, config->health_upstream_interval_ms);
+        uv_timer_start(&m->status_timer, on_status_timer, 30000, 30000);
 
         uv_run(&loop, UV_RUN_DEFAULT);
         manager_teardown(m);

@@ -45,6 +45,15 @@ assert_not_contains() {
 	[[ $1 != *"$2"* ]] || fail "$3: [$1] contains [$2]"
 }
 
+# capture CMD...: runs CMD with stdout and stderr in $out and its exit
+# status in $rc, without tripping set -e.
+capture() {
+	set +e
+	out=$("$@" 2>&1)
+	rc=$?
+	set -e
+}
+
 # wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
 wait_for() {
 	local limit=$1

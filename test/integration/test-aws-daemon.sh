@@ -24,6 +24,7 @@ grep -qx "DB_PASSWORD='first-S3cret'" "$ROOT/srv/anb/.env" || fail "secret not r
 status=$("${A[@]}" status)
 assert_contains "$status" "credentials  role anb-instance-role, expire in 0h01m" "credentials in status"
 assert_contains "$status" "2 calls (2 in the last render)" "AWS calls per render"
+assert_contains "$(systemctl --user status anb-agent.service)" " · creds 0h01m" "STATUS= shows the credentials' lifetime"
 echo "measured: one refresh of this template = 2 signed AWS calls (GetSecretValue, GetParameters)"
 
 step "rotating the secret reaches the .env within one refresh interval; only the API restarts"

@@ -48,10 +48,7 @@ assert_contains "$out" '"__type": "UnrecognizedClientException"' "unknown key"
 
 step "AccessDenied names action, resource and role; exit 77; old .env untouched"
 aws_ctl state '{"deny": ["anb/db"]}' >/dev/null
-set +e
-out=$("${A[@]}" render 2>&1)
-rc=$?
-set -e
+capture "${A[@]}" render
 assert_eq "$rc" 77 "exit code"
 assert_contains "$out" "$WORK/env.tmpl:1:9: secret 'anb/db#username': secretsmanager:GetSecretValue on anb/db denied for role anb-instance-role (AccessDeniedException)" "message"
 cmp -s "$WORK/app/.env" "$WORK/good.env" || fail ".env changed"
@@ -60,10 +57,7 @@ aws_ctl state '{"deny": []}' >/dev/null
 step "a secret that does not exist names the template line"
 printf 'X=${secret:anb/nope}\n' >"$WORK/one.tmpl"
 sed "s#$WORK/env.tmpl#$WORK/one.tmpl#" "$WORK/agent.conf" >"$WORK/one.conf"
-set +e
-out=$("$ANB_AGENT" --config "$WORK/one.conf" render 2>&1)
-rc=$?
-set -e
+capture "$ANB_AGENT" --config "$WORK/one.conf" render
 assert_eq "$rc" 65 "exit code"
 assert_eq "$out" "anb-agent: error: $WORK/one.tmpl:1:3: secret 'anb/nope' has no value and no default" "message"
 cmp -s "$WORK/app/.env" "$WORK/good.env" || fail ".env changed"
@@ -74,10 +68,7 @@ aws_ctl fault '{"kind": "throttle", "count": 2, "target": "secretsmanager.GetSec
 "${A[@]}" render 2>/dev/null || fail "render after 2 throttles"
 assert_eq "$(aws_stat 's["errors"].get("ThrottlingException")')" 2 "throttled twice, then served"
 aws_ctl fault '{"kind": "throttle", "count": 50, "target": "AmazonSSM.GetParameters"}' >/dev/null
-set +e
-out=$("${A[@]}" render 2>&1)
-rc=$?
-set -e
+capture "${A[@]}" render
 [ "$rc" -ne 0 ] || fail "persistent throttling succeeded"
 assert_contains "$out" "ssm:GetParameters on /anb/p1" "action named"
 assert_contains "$out" "ThrottlingException: Rate exceeded" "code named"
@@ -95,8 +86,7 @@ M='d'" "tags from EC2"
 assert_contains "$(cat "$WORK/tags.err")" "tags from ec2:DescribeTags" "source reported"
 assert_eq "$(aws_stat 's["calls"].get("ec2.DescribeTags")')" 2 "two pages"
 aws_ctl state '{"deny": ["ec2:DescribeTags"]}' >/dev/null
-set +e
-out=$("$ANB_AGENT" --config "$WORK/one.conf" render 2>&1)
-set -e
+capture "$ANB_AGENT" --config "$WORK/one.conf" render
+assert_eq "$rc" 77 "exit code"
 assert_contains "$out" "ec2:DescribeTags on i-0123456789abcdef0 denied for role anb-instance-role (UnauthorizedOperation)" "EC2 error"
 echo OK

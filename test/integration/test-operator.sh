@@ -49,10 +49,7 @@ step "a bad config on reload is refused with file:line; the running config stays
 cp "$ROOT/etc/anb-agent/agent.conf" "$WORK/good.conf"
 printf '[health]\nlisten = 127.0.0.1:8081\nbogus = 1\n' >>"$ROOT/etc/anb-agent/agent.conf"
 line=$(grep -n '^bogus' "$ROOT/etc/anb-agent/agent.conf" | cut -d: -f1)
-set +e
-out=$("${A[@]}" reload 2>&1)
-rc=$?
-set -e
+capture "${A[@]}" reload
 [ "$rc" -ne 0 ] || fail "bad config reload succeeded"
 assert_contains "$out" "$ROOT/etc/anb-agent/agent.conf:$line: unknown key 'bogus' in [health]" "file:line"
 assert_contains "$out" "the running configuration stays" "kept"
@@ -87,18 +84,12 @@ assert_contains "$("${A[@]}" status)" "drain        yes" "status shows drain"
 assert_eq "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:8081/health)" 200 "undrained"
 
 step "a non-root client is refused"
-set +e
-out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "${A[@]}" status 2>&1)
-rc=$?
-set -e
+capture setpriv --reuid=65534 --regid=65534 --clear-groups "${A[@]}" status
 assert_eq "$rc" 77 "exit code (socket mode 0600)"
 assert_eq "$(stat -c %a "$ROOT/run/anb-agent/control.sock")" 600 "socket mode"
 chmod 0755 "$ROOT/run/anb-agent"
 chmod 0666 "$ROOT/run/anb-agent/control.sock"
-set +e
-out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "${A[@]}" status 2>&1)
-rc=$?
-set -e
+capture setpriv --reuid=65534 --regid=65534 --clear-groups "${A[@]}" status
 assert_eq "$rc" 77 "exit code (SO_PEERCRED)"
 assert_contains "$out" "permission denied: only root may control anb-agent" "peer check"
 grep -q "control: refused a client with uid 65534" "$ROOT/agent.log" || fail "refusal not logged"

@@ -52,29 +52,20 @@ cp "$WORK/app/.env" "$WORK/good.env"
 
 step "a missing value names template:line:column, exits 65, keeps the old file"
 printf 'A=${tag:anb:env}\nB=${tag:nope}\n' >"$WORK/env.tmpl"
-set +e
-out=$("$ANB_AGENT" -c "$WORK/agent.conf" render 2>&1)
-rc=$?
-set -e
+capture "$ANB_AGENT" -c "$WORK/agent.conf" render
 assert_eq "$rc" 65 "exit code"
 assert_eq "$out" "anb-agent: error: $WORK/env.tmpl:2:3: tag 'nope' has no value and no default" "message"
 cmp -s "$WORK/app/.env" "$WORK/good.env" || fail "old .env changed"
 
 step "a syntax error is a configuration error (78)"
 printf 'A=${tag:x\n' >"$WORK/env.tmpl"
-set +e
-out=$("$ANB_AGENT" -c "$WORK/agent.conf" check-config 2>&1)
-rc=$?
-set -e
+capture "$ANB_AGENT" -c "$WORK/agent.conf" check-config
 assert_eq "$rc" 78 "check-config exit"
 assert_eq "$out" "anb-agent: error: $WORK/env.tmpl:1:3: unterminated '\${' (missing '}')" "check-config message"
 
 step "a bad config key names file:line and exits 78"
 printf '[imds]\ntoken_ttl = 99999\n' >"$WORK/bad.conf"
-set +e
-out=$("$ANB_AGENT" -c "$WORK/bad.conf" check-config 2>&1)
-rc=$?
-set -e
+capture "$ANB_AGENT" -c "$WORK/bad.conf" check-config
 assert_eq "$rc" 78 "exit"
 assert_eq "$out" "anb-agent: error: $WORK/bad.conf:2: token_ttl must be a whole number from 1 to 21600, not '99999'" "message"
 printf 'A=${identity:region}\n' >"$WORK/env.tmpl"
@@ -82,35 +73,24 @@ out=$("$ANB_AGENT" -c "$WORK/agent.conf" check-config 2>&1)
 assert_eq "$out" "" "check-config prints nothing when all is well"
 
 step "IMDS down: exit 75, message names the endpoint, old file kept"
-set +e
-out=$(AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9 "$ANB_AGENT" -c "$WORK/agent.conf" render 2>&1)
-rc=$?
-set -e
+capture env AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9 "$ANB_AGENT" -c "$WORK/agent.conf" render
 assert_eq "$rc" 75 "exit"
 assert_contains "$out" "IMDSv2 token request to http://127.0.0.1:9 failed" "message"
 cmp -s "$WORK/app/.env" "$WORK/good.env" || fail "old .env changed"
 
 step "IMDS disabled by AWS_EC2_METADATA_DISABLED: exit 69"
-set +e
-out=$(AWS_EC2_METADATA_DISABLED=true "$ANB_AGENT" -c "$WORK/agent.conf" render 2>&1)
-rc=$?
-set -e
+capture env AWS_EC2_METADATA_DISABLED=true "$ANB_AGENT" -c "$WORK/agent.conf" render
 assert_eq "$rc" 69 "exit"
 assert_contains "$out" "IMDS is disabled (AWS_EC2_METADATA_DISABLED=true)" "message"
 
 step "status without a running daemon: exit 69, says so"
-set +e
-out=$("$ANB_AGENT" -c "$WORK/agent.conf" status 2>&1)
-rc=$?
-set -e
+capture "$ANB_AGENT" -c "$WORK/agent.conf" status
 assert_eq "$rc" 69 "exit"
 assert_contains "$out" "cannot reach the agent at /run/anb-agent/control.sock" "message"
 assert_contains "$out" "(is anb-agent running?)" "hint"
 
 step "usage errors exit 64"
-set +e
-"$ANB_AGENT" frobnicate 2>/dev/null; rc=$?
-set -e
+capture "$ANB_AGENT" frobnicate
 assert_eq "$rc" 64 "unknown verb"
 assert_contains "$("$ANB_AGENT" --version)" "anb-agent " "--version"
 assert_contains "$("$ANB_AGENT" --help)" "render" "--help"
