@@ -160,7 +160,9 @@ static void on_http(const HttpResponse *r, void *userdata) {
         if (!*msg)
                 snprintf(msg, sizeof msg, "HTTP %ld", r->status);
 
-        if ((r->error || retryable(r->status, code)) && a->attempt < AWS_ATTEMPTS) {
+        /* A certificate problem does not go away by asking again. */
+        bool transient = r->error ? r->error != -EPROTO : retryable(r->status, code);
+        if (transient && a->attempt < AWS_ATTEMPTS) {
                 uint64_t delay = backoff_delay(&c->rng, a->attempt, 200, 5000);
                 c->stats.retries++;
                 log_debug("aws: %s %s failed (%s), retrying in %llu ms", aws_service_name(a->service),
@@ -201,6 +203,7 @@ static void dispatch(AwsCall *a) {
                 .timeout_ms = AWS_TIMEOUT_MS,
                 .https_only = a->https_only,
                 .any_http = !a->https_only,
+                .ca_file = getenv("AWS_CA_BUNDLE"),
                 .aws_sigv4 = a->sigv4,
                 .aws_key_id = a->key_id,
                 .aws_secret = a->secret,

@@ -5,7 +5,8 @@
  *
  * Endpoints: https://SERVICE.REGION.amazonaws.com with certificate
  * verification, unless AWS_ENDPOINT_URL_<SERVICE> or AWS_ENDPOINT_URL
- * overrides them (as in the AWS SDKs).  Throttling, 5xx and transport
+ * overrides them (as in the AWS SDKs); AWS_CA_BUNDLE names a CA bundle to
+ * trust instead of the system's, as in the SDKs.  TLS is always verified.  Throttling, 5xx and transport
  * errors are retried with exponential backoff and jitter; other errors
  * come back with AWS's error code and message.  The client copies what it
  * needs from the credentials; it never logs a value. */

@@ -267,10 +267,11 @@ static int setup_easy(HttpCall *c, const HttpRequest *req) {
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) HTTP_MAX_BODY);
         curl_easy_setopt(e, CURLOPT_USERAGENT, "anb-agent/" ANB_VERSION);
-        if (req->https_only) {
-                curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-                curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-        }
+        /* TLS is always verified, whatever the scheme's origin. */
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+        if (req->ca_file)
+                curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
         if (req->aws_sigv4) {
                 curl_easy_setopt(e, CURLOPT_AWS_SIGV4, req->aws_sigv4);
                 curl_easy_setopt(e, CURLOPT_USERNAME, req->aws_key_id);

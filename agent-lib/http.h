@@ -26,6 +26,7 @@ typedef struct HttpRequest {
         long timeout_ms;
         bool https_only; /* otherwise http only */
         bool any_http;   /* http or https (endpoint overrides) */
+        const char *ca_file;       /* CA bundle instead of the system's, or NULL */
         const char *aws_sigv4;     /* "aws:amz:REGION:SERVICE" or NULL */
         const char *aws_key_id;    /* with aws_sigv4 */
         const char *aws_secret;    /* with aws_sigv4 */

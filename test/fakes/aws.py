@@ -14,6 +14,7 @@ page_size), POST fault ({"kind": "throttle"|"status", "count": N,
 "target": "..."}), POST reset.
 
 Run: aws.py --port 0 --port-file F --imds http://127.0.0.1:PORT [--state S]
+          [--tls-cert CHAIN --tls-key KEY]   (HTTPS, e.g. with a test CA)
 """
 import argparse
 import datetime
@@ -263,6 +264,8 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--imds", required=True)
     ap.add_argument("--state")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate chain")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
     IMDS = a.imds
     if a.state:
@@ -270,6 +273,11 @@ def main():
             STATE.update(json.load(f))
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    if a.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     if a.port_file:
         with open(a.port_file + ".tmp", "w") as f:
             f.write(str(srv.server_address[1]))
