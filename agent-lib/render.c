@@ -138,6 +138,9 @@ static void on_resolved(Resolver *r, void *userdata) {
                 job_free(j);
                 return;
         }
+        /* The role is known (tag or default) even when the render fails: a
+         * daemon falling back to the last good .env still needs its units. */
+        resolve_role(j, o);
         int k = template_render(j->template, resolver_lookup, r, c->env_format, &o->rendered, &err);
         if (k == -ENOENT || k == -EILSEQ || k == -EOPNOTSUPP || k == -EINVAL)
                 return fail(j, o, k, EX_DATAERR, err);
@@ -150,7 +153,6 @@ static void on_resolved(Resolver *r, void *userdata) {
                             err);
         if (collect_warnings(o, c) < 0)
                 return fail(j, o, -ENOMEM, EX_OSERR, NULL);
-        resolve_role(j, o);
 
         if (j->flags & RENDER_WRITE) {
                 uid_t uid;

@@ -141,8 +141,12 @@ static void print_status(json_t *st) {
                 printf("  %-12s in progress\n", "bootstrap");
         printf("  %-12s %s\n", "role", json_is_string(json_object_get(st, "role")) ? str(st, "role") : "default");
         format_ago((time_t) num(env, "rendered_at"), ago, sizeof ago);
-        printf("  %-12s r%lld, changed %s, %lld variables → %s (format %s)\n", "env", num(env, "revision"), ago,
-               num(env, "variables"), str(env, "output"), str(env, "format"));
+        if (json_is_true(json_object_get(env, "stale")))
+                printf("  %-12s the last good %s from a previous run; rendering fails (see last error)\n", "env",
+                       str(env, "output"));
+        else
+                printf("  %-12s r%lld, changed %s, %lld variables → %s (format %s)\n", "env", num(env, "revision"),
+                       ago, num(env, "variables"), str(env, "output"), str(env, "format"));
         printf("  %-12s %lld %s", "health", num(health, "status"), str(health, "state"));
         json_t *failing = json_object_get(health, "failing");
         size_t i;

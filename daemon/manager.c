@@ -7,6 +7,7 @@
 #include <sysexits.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -53,6 +54,7 @@ struct Manager {
         int upstream_ok; /* -1 unknown, 0 failing, 1 ok */
         bool upstream_in_flight;
         bool draining;
+        bool env_stale; /* running on the .env a previous run left: renders failing */
         bool pending_explicit;
         int health_status;
         double bootstrap_ms;
@@ -135,7 +137,7 @@ static void publish_health(Manager *m) {
                         json_array_append_new(failing, json_string(name));
                 }
         }
-        if (!m->env_revision)
+        if (!m->env_revision && !m->env_stale)
                 json_array_append_new(failing, json_string("env"));
         if (m->config->health_upstream && m->upstream_ok == 0)
                 json_array_append_new(failing, json_string("app"));
@@ -189,8 +191,19 @@ static void update_status(Manager *m) {
                 else
                         snprintf(creds, sizeof creds, " · creds EXPIRED");
         }
-        if (m->phase == PHASE_STARTING && m->last_error)
-                sd_notifyf(false, "STATUS=starting · waiting to render the .env: %s", m->last_error);
+        if (m->phase == PHASE_STARTING && m->last_error && !m->env_stale) {
+                /* One line: the first problem, and how many more. */
+                size_t n = strcspn(m->last_error, "\n");
+                unsigned more = 0;
+                for (const char *p = m->last_error + n; *p; p++)
+                        more += *p == '\n';
+                sd_notifyf(false, "STATUS=starting · waiting to render the .env: %.*s%s", (int) n, m->last_error,
+                           more ? " (and more: anb-agent status)" : "");
+        }
+        else if (m->env_stale)
+                sd_notifyf(false, "STATUS=%s · %s · %u/%u units active · env: last good from a previous run, render "
+                                  "failing%s",
+                           state, m->role ? m->role : "default", active, total, creds);
         else
                 sd_notifyf(false, "STATUS=%s · %s · %u/%u units active · env r%u (%s ago)%s", state,
                            m->role ? m->role : "default", active, total, m->env_revision, age, creds);
@@ -376,8 +389,21 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 set_error(m, o->message);
                 m->render_failures++;
                 log_warning("the .env was not changed");
-                if (m->phase == PHASE_STARTING) {
+                if (m->phase == PHASE_STARTING || m->env_stale) {
                         m->rendering = false;
+                        if (!m->units_started && access(m->config->env_output, F_OK) == 0) {
+                                /* Static stability: a .env from before this start is
+                                 * still the app's last good configuration. */
+                                log_warning("starting the units with the last good %s (left by a previous run); "
+                                            "the render is retried",
+                                            m->config->env_output);
+                                m->env_stale = true;
+                                choose_units(m, o->role);
+                                m->rendering = true;
+                                start_units(m);
+                        }
+                        if (m->env_stale && m->phase == PHASE_RUNNING && m->report.active)
+                                fail_reload(m, o->message);
                         render_outcome_free(o);
                         update_status(m);
                         schedule_bootstrap_retry(m);
@@ -388,6 +414,9 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 return;
         }
         set_error(m, NULL);
+        if (m->env_stale)
+                log_notice("render works again; the .env is current");
+        m->env_stale = false;
         if (o->tags_source)
                 m->tags_source = o->tags_source;
         m->aws_calls_last_render = o->aws_calls;
@@ -736,6 +765,7 @@ static json_t *status_json(Manager *m) {
                 "credentials", credentials_json(m), "last_error",
                 m->last_error ? json_string(m->last_error) : json_null());
         json_object_set_new(st, "aws", aws);
+        json_object_set_new(json_object_get(st, "env"), "stale", json_boolean(m->env_stale));
         return st;
 }
 
