@@ -113,13 +113,16 @@ check-unit: $(B)/test/unit-tests $(B)/anb-agent
 check-integration: $(B)/anb-agent
 	ANB_AGENT=$(CURDIR)/$(B)/anb-agent test/integration/run-all.sh
 
-# The unit tests (unforked) and the daemon in the integration tests under
-# valgrind; any definite leak or invalid access fails.
+# The unit tests (unforked), the daemon in the supervision tests and the
+# CLI in the render tests under valgrind; any definite leak or invalid
+# access fails.
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
 check-valgrind: $(B)/test/unit-tests $(B)/anb-agent
 	CK_FORK=no CK_DEFAULT_TIMEOUT=120 ANB_SRCDIR=$(CURDIR) $(VALGRIND) $(B)/test/unit-tests
 	ANB_AGENT=$(CURDIR)/$(B)/anb-agent ANB_AGENT_WRAPPER="$(VALGRIND) --log-file=/dev/stderr" \
 		test/integration/run-all.sh supervise
+	for t in render-cli aws-render; do ANB_AGENT=$(CURDIR)/test/valgrind-agent.sh \
+		ANB_AGENT_REAL=$(CURDIR)/$(B)/anb-agent test/integration/run-all.sh $$t || exit 1; done
 
 demo:
 	scripts/install-deps.sh
