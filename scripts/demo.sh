@@ -24,7 +24,7 @@ if [ -z "${ANB_HARNESS_INNER:-}" ]; then
 	exec env ANB_HARNESS_LOG="$root/harness" "$src/test/harness.sh" "$0" "$agent"
 fi
 
-export ANB_SRCDIR=$src ANB_AGENT=$agent
+export ANB_SRCDIR=$src ANB_AGENT=$agent ANB_AGENT_LOG=journal
 . "$src/test/app-env.sh"
 echo $$ >"$root/demo.pid"
 
@@ -64,7 +64,7 @@ The sample app, through nginx:      curl http://127.0.0.1:8080/settings
 Enqueue a celery task via redis:    curl -X POST http://127.0.0.1:8080/videos/v1/transcode
 The agent's health (ALB check):     curl -i http://127.0.0.1:8081/health
 The agent's status:                 $agent --config $root/etc/anb-agent/agent.conf status
-The agent's log:                    tail -f $root/agent.log
+The agent's log (journald):         $src/scripts/demo-exec.sh journalctl -u anb-agent -f
 The rendered .env:                  cat $root/srv/anb/.env
 Rotate the DB password:             curl -X POST --data '{"secrets": {"anb/db": {"username": "anb", "password": "rotated"}}}' http://127.0.0.1:1339/_fake/state
                                     $agent --config $root/etc/anb-agent/agent.conf reload

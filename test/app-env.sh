@@ -82,9 +82,12 @@ CONF
 	{
 		echo "[Service]"
 		echo "Environment=PYTHONDONTWRITEBYTECODE=1"
-		# No journald in the harness: the agent's log goes to a file.
-		echo "StandardOutput=append:$ROOT/agent.log"
-		echo "StandardError=inherit"
+		# Tests read the agent's log from a file (no journald latency);
+		# ANB_AGENT_LOG=journal leaves it to the journal, as shipped.
+		if [ "${ANB_AGENT_LOG:-file}" = file ]; then
+			echo "StandardOutput=append:$ROOT/agent.log"
+			echo "StandardError=inherit"
+		fi
 		if [ "$bus" = system ]; then echo "Environment=DBUS_SYSTEM_BUS_ADDRESS=$ANB_BUS"; fi
 		if [ -n "${AWS_ENDPOINT_URL:-}" ]; then echo "Environment=AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL"; fi
 	} >"$ANB_UNIT_DIR/anb-agent.service.d/harness.conf"
@@ -100,4 +103,10 @@ unit_prop() { systemctl --user show -P "$2" "$1"; }
 
 agent_start() { systemctl --user start anb-agent.service; }
 
-agent_log() { cat "$ROOT/agent.log" 2>/dev/null || true; }
+agent_log() {
+	if [ "${ANB_AGENT_LOG:-file}" = file ]; then
+		cat "$ROOT/agent.log" 2>/dev/null || true
+	else
+		journalctl --no-pager -o cat -u anb-agent.service 2>/dev/null || true
+	fi
+}

@@ -6,7 +6,8 @@
 # PID 1 on the build machines is not systemd, so the harness gives the
 # command its own: a private mount namespace (unshare --mount) with a tmpfs
 # on /run, a D-Bus session bus at /run/user/0/bus and `systemd --user` on
-# it.  Inside, `systemctl --user` works, and the agent reaches the manager
+# it, and a volatile journald.  Inside, `systemctl --user` and `journalctl`
+# work, and the agent reaches the manager
 # with `[systemd] bus = user` or, through the production code path, with
 # DBUS_SYSTEM_BUS_ADDRESS=$ANB_BUS.  Units go to $ANB_UNIT_DIR.
 #
@@ -33,6 +34,18 @@ export ANB_HARNESS_LOG=$log_dir
 export SYSTEMD_PAGER= SYSTEMD_COLORS=0
 mkdir -p "$ANB_UNIT_DIR"
 
+# A journald of its own (volatile, no kernel log), so units log as they
+# would on an instance and `journalctl` works inside.
+journald=
+if [ -x /lib/systemd/systemd-journald ]; then
+	mkdir -p /run/systemd/journald.conf.d /run/log/journal
+	printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=64M\nReadKMsg=no\nForwardToSyslog=no\nForwardToWall=no\n' \
+		>/run/systemd/journald.conf.d/harness.conf
+	/lib/systemd/systemd-journald >"$log_dir/journald.log" 2>&1 &
+	journald=$!
+	for _ in $(seq 100); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.02; done
+fi
+
 dbus-daemon --session --fork --address="$DBUS_SESSION_BUS_ADDRESS" --nopidfile \
 	--print-pid=1 >/run/dbus.pid
 /lib/systemd/systemd --user --log-target=console >"$log_dir/systemd.log" 2>&1 &
@@ -48,6 +61,10 @@ teardown() {
 	kill -9 "$manager" 2>/dev/null || true
 	wait "$manager" 2>/dev/null || true
 	kill "$(cat /run/dbus.pid)" 2>/dev/null || true
+	if [ -n "$journald" ]; then
+		kill "$journald" 2>/dev/null || true
+		wait "$journald" 2>/dev/null || true
+	fi
 }
 trap teardown EXIT
 trap 'exit 130' INT TERM
