@@ -11,7 +11,8 @@ import json, sys
 work = sys.argv[1]
 values = ["plain", "", " lead and trail ", "it's", 'say "hi"', "$HOME", "${HOME}", "$$", "a\\b",
           "two\\\\slashes", "ends\\", "#hash", "a=b=c", "multi\nline\n", "tab\there", "`cmd`",
-          "caf\u00e9 \u20ac", "it's $5", "it's `x`", "it's \\ \"q\" $ ` done", "'", '"', "\\", "x\\$y"]
+          "caf\u00e9 \u20ac", "it's $5", "it's `x`", "it's \\ \"q\" $ ` done", "'", '"', "\\", "x\\$y",
+          "x'\nINJECTED=1\n'", 'y"\nINJECTED=2\n"', "z\\\nINJECTED=3"]
 tags = {"v%d" % i: v for i, v in enumerate(values)}
 json.dump(tags, open(work + "/values.json", "w"))
 with open(work + "/env.tmpl", "w") as f:
@@ -25,13 +26,15 @@ assert_contains "$(cat "$WORK/render.err")" "V6 has no quoting that" "warning fo
 assert_not_contains "$(cat "$WORK/render.err")" "it's \$5" "value not logged"
 
 systemd-run --user --wait --quiet -p EnvironmentFile="$WORK/app/.env" \
-	/usr/bin/python3 -c 'import os, json; json.dump({k: v for k, v in os.environ.items() if k.startswith("V")}, open("'"$WORK"'/seen.json", "w"))'
+	/usr/bin/python3 -c 'import os, json; json.dump({k: v for k, v in os.environ.items() if k.startswith("V") or k.startswith("INJECTED")}, open("'"$WORK"'/seen.json", "w"))'
 /usr/bin/python3 - "$WORK" <<'PY'
 import json, sys
 work = sys.argv[1]
 want = {k.upper(): v for k, v in json.load(open(work + "/values.json")).items()}
 seen = json.load(open(work + "/seen.json"))
 bad = [(k, want[k], seen.get(k)) for k in want if seen.get(k) != want[k]]
+if any(k.startswith("INJECTED") for k in seen) or any("INJECTED" == k for k in seen):
+    bad.append(("INJECTED", None, "a value defined another variable"))
 for k, w, s in bad:
     print("systemd read %s as %r, want %r" % (k, s, w))
 sys.exit(1 if bad else 0)

@@ -65,17 +65,20 @@ static const char *const readback_values[] = {
         "plain", "", " lead and trail ", "hello world", "it's", "say \"hi\"", "$HOME", "${HOME}", "${HOME", "$$", "cr\rlf",
         "a\\b", "two\\\\slashes", "ends\\", "\\'", "#hash", "a=b=c", "multi\nline\n", "tab\there",
         "`cmd`", "caf\xc3\xa9 \xe2\x82\xac", "it's $5", "it's `x`", "it's \\ \"q\" $ ` done", "'",
-        "\"", "\\", "x\\$y",
+        "\"", "\\", "x\\$y", "x'\nINJECTED=1\n'", "y\"\nINJECTED=2\n\"", "z\\\nINJECTED=3",
 };
 
 static char *read_back(const char *reader, const char *file) {
         char cmd[1024];
         if (streq(reader, "sh"))
-                snprintf(cmd, sizeof cmd, "env -i /bin/sh -c 'set -a; . \"%s\"; printf %%s \"$V\"'", file);
+                snprintf(cmd, sizeof cmd,
+                         "env -i /bin/sh -c 'set -a; . \"%s\"; test -z \"${INJECTED+x}\" || exit 9; printf %%s \"$V\"'",
+                         file);
         else
                 snprintf(cmd, sizeof cmd,
                          "/usr/bin/python3 -c 'import dotenv,sys; "
-                         "sys.stdout.buffer.write(dotenv.dotenv_values(sys.argv[1])[\"V\"].encode())' \"%s\"",
+                         "d=dotenv.dotenv_values(sys.argv[1]); assert list(d)==[\"V\"], list(d); "
+                         "sys.stdout.buffer.write(d[\"V\"].encode())' \"%s\"",
                          file);
         int status;
         char *out = run_capture(cmd, &status);
