@@ -85,27 +85,33 @@ check-docs:
 		[ -z "$$w" ] || { echo "$$m: $$w"; exit 1; }; done
 	@echo "man pages render: $$(ls man/*.[0-9] | tr '\n' ' ')"
 
-# libFuzzer over the HTTP request handling: `make fuzz FUZZ_SECONDS=300`;
-# `make check` runs a short smoke over the seed corpus.
+# libFuzzer targets: the HTTP request handling and the template/quoting.
+# `make fuzz FUZZ_SECONDS=300` runs each for that long; `make check` runs a
+# short smoke of each over its seed corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_BIN   := build/fuzz/fuzz_httpconn
-FUZZ_SRC   := test/fuzz/fuzz_httpconn.c agent-lib/httpconn.c agent-lib/util.c
-$(FUZZ_BIN): $(FUZZ_SRC) agent-lib/httpconn.h agent-lib/util.h
+FUZZ_TARGETS := httpconn template
+FUZZ_CFLAGS := -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iagent-lib -I$(LLHTTP_INC)
+build/fuzz/fuzz_httpconn: test/fuzz/fuzz_httpconn.c agent-lib/httpconn.c agent-lib/util.c agent-lib/*.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iagent-lib -I$(LLHTTP_INC) \
-		-o $@ $(FUZZ_SRC) $(LLHTTP_SRC)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ test/fuzz/fuzz_httpconn.c agent-lib/httpconn.c agent-lib/util.c $(LLHTTP_SRC)
+build/fuzz/fuzz_template: test/fuzz/fuzz_template.c agent-lib/template.c agent-lib/envfile.c agent-lib/util.c agent-lib/*.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ test/fuzz/fuzz_template.c agent-lib/template.c agent-lib/envfile.c agent-lib/util.c
 
-fuzz: $(FUZZ_BIN)
-	@mkdir -p build/fuzz/corpus
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/corpus test/fuzz/corpus
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do mkdir -p build/fuzz/corpus-$$t; \
+		seeds=test/fuzz/corpus-$$t; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ \
+			build/fuzz/corpus-$$t $$seeds || exit 1; done
 
-check-fuzz: $(FUZZ_BIN)
-	@mkdir -p build/fuzz/smoke-corpus
-	@$(FUZZ_BIN) -runs=20000 -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/smoke-corpus test/fuzz/corpus \
-		>build/fuzz/smoke.log 2>&1 \
-		|| { tail -40 build/fuzz/smoke.log; exit 1; }
-	@echo "fuzz smoke: $$(grep -o 'Done [0-9]* runs' build/fuzz/smoke.log), no crash"
+check-fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do mkdir -p build/fuzz/smoke-$$t; \
+		seeds=test/fuzz/corpus-$$t; \
+		build/fuzz/fuzz_$$t -runs=20000 -max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/smoke-$$t $$seeds \
+			>build/fuzz/smoke-$$t.log 2>&1 || { tail -40 build/fuzz/smoke-$$t.log; exit 1; }; \
+		echo "fuzz smoke $$t: $$(grep -o 'Done [0-9]* runs' build/fuzz/smoke-$$t.log), no crash"; done
 
 check-unit: $(B)/test/unit-tests $(B)/anb-agent
 	ANB_AGENT=$(CURDIR)/$(B)/anb-agent ANB_SRCDIR=$(CURDIR) $(B)/test/unit-tests
