@@ -75,3 +75,14 @@ void log_msg(int prio, const char *fmt, ...) {
         else
                 fprintf(stderr, "%s: %s%s\n", log_state.ident, prio_name(prio), msg);
 }
+
+void log_lines(int prio, const char *text) {
+        for (const char *p = text; p && *p;) {
+                size_t n = strcspn(p, "\n");
+                if (n)
+                        log_msg(prio, "%.*s", (int) n, p);
+                p += n;
+                if (*p)
+                        p++;
+        }
+}

@@ -15,6 +15,8 @@ int log_get_max_level(void);
 /* Sends every line to fn instead of stderr (tests capture logs with it). */
 void log_set_sink(void (*fn)(int prio, const char *msg, void *userdata), void *userdata);
 void log_msg(int prio, const char *fmt, ...) _printf_(2, 3);
+/* Logs each line of text as its own message; text is not modified. */
+void log_lines(int prio, const char *text);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

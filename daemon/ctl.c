@@ -65,8 +65,7 @@ int verb_reload(const CliOptions *o, int argc, char **argv) {
         bool ok = json_is_true(json_object_get(resp, "ok"));
         const char *error = json_string_value(json_object_get(resp, "error"));
         if (error) {
-                for (char *line = strtok((char *) error, "\n"); line; line = strtok(NULL, "\n"))
-                        log_error("%s", line);
+                log_lines(LOG_ERR, error);
                 printf("reload failed: the .env and the units are as they were\n");
         } else {
                 print_list("changed keys:", json_object_get(resp, "changed_keys"));
@@ -188,7 +187,15 @@ static void print_status(json_t *st) {
         printf("  %-12s %lld calls (%lld in the last render), %lld retries, %lld errors; tags from %s\n", "aws",
                num(aws, "calls"), num(aws, "calls_last_render"), num(aws, "retries"), num(aws, "errors"),
                json_is_string(json_object_get(aws, "tags_source")) ? str(aws, "tags_source") : "-");
-        printf("  %-12s %s\n", "last error", str(st, "last_error"));
+        /* A render's error may be several lines: one per problem. */
+        const char *err = str(st, "last_error");
+        for (bool first = true; first || *err; first = false) {
+                size_t n = strcspn(err, "\n");
+                printf("  %-12s %.*s\n", first ? "last error" : "", (int) n, err);
+                err += n;
+                if (*err)
+                        err++;
+        }
 }
 
 int verb_status(const CliOptions *o, int argc, char **argv) {

@@ -384,8 +384,7 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 return;
         }
         if (o->error) {
-                for (char *line = strtok(o->message, "\n"); line; line = strtok(NULL, "\n"))
-                        log_error("%s", line);
+                log_lines(LOG_ERR, o->message);
                 set_error(m, o->message);
                 m->render_failures++;
                 log_warning("the .env was not changed");

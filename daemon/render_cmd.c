@@ -70,8 +70,7 @@ static int render_once(const Config *c, bool write, bool print) {
                 log_error("render failed: %s", strerror(r < 0 ? -r : ENOMEM));
                 code = EX_OSERR;
         } else if (o->error) {
-                for (char *line = strtok(o->message, "\n"); line; line = strtok(NULL, "\n"))
-                        log_error("%s", line);
+                log_lines(LOG_ERR, o->message);
                 code = o->exit_code;
         } else {
                 for (char **w = o->warnings; w && *w; w++)

@@ -56,6 +56,19 @@ assert_contains "$out" "the running configuration stays" "kept"
 cp "$WORK/good.conf" "$ROOT/etc/anb-agent/agent.conf"
 assert_contains "$("${A[@]}" status)" "healthy" "still healthy"
 
+step "a reload that cannot render reports every problem and keeps the .env"
+cp "$ROOT/etc/anb-agent/env.tmpl" "$WORK/good.tmpl"
+printf 'X=${tag:nope1}\nY=${tag:nope2}\n' >>"$ROOT/etc/anb-agent/env.tmpl"
+cp "$ROOT/srv/anb/.env" "$WORK/before.env"
+capture "${A[@]}" reload
+[ "$rc" -ne 0 ] || fail "a reload with missing values succeeded"
+assert_contains "$out" "tag 'nope1' has no value and no default" "first problem"
+assert_contains "$out" "tag 'nope2' has no value and no default" "second problem"
+assert_contains "$("${A[@]}" status)" "nope1" "status keeps the last error"
+cmp -s "$ROOT/srv/anb/.env" "$WORK/before.env" || fail ".env changed"
+cp "$WORK/good.tmpl" "$ROOT/etc/anb-agent/env.tmpl"
+"${A[@]}" reload >/dev/null || fail "reload after fixing the template"
+
 step "status: text and --json agree with systemctl status"
 text=$("${A[@]}" status)
 echo "$text"
