@@ -76,7 +76,11 @@ $(B)/test/unit-tests: $(UNIT_OBJ) $(B)/libanb.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(B)/libanb.a $(LDLIBS) $(shell pkg-config --libs check)
 
-check: check-unit check-docs check-fuzz check-integration
+# Works on a fresh machine: installs what is missing first (idempotent, fast
+# when everything is there).
+check:
+	scripts/install-deps.sh
+	$(MAKE) check-unit check-docs check-fuzz check-integration
 
 # The man pages must render without a groff warning.
 check-docs:

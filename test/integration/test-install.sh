@@ -17,7 +17,7 @@ assert_contains "$("$d/usr/sbin/anb-agent" --version)" "anb-agent 0.1.0" "instal
 sed -e "s#^\#template = /etc#template = $d/etc#" "$d/etc/anb-agent/agent.conf" >"$WORK/agent.conf"
 "$d/usr/sbin/anb-agent" --config "$WORK/agent.conf" check-config || fail "shipped agent.conf does not validate"
 step "make deb packages the same tree"
-deb=$(make -s -C "$SRC" deb 2>"$WORK/deb.err" | tail -1) || fail "make deb: $(cat "$WORK/deb.err")"
+deb=$(make -s --no-print-directory -C "$SRC" deb 2>"$WORK/deb.err" | tail -1) || fail "make deb: $(cat "$WORK/deb.err")"
 [ -f "$deb" ] || fail "no package: $deb"
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/anb-agent ./lib/systemd/system/anb-agent.service ./etc/anb-agent/agent.conf \
