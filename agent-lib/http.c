@@ -11,7 +11,6 @@ struct HttpLoop {
         CURLM *multi;
         uv_timer_t timer;
         HttpCall *calls;
-        unsigned started;
         bool closing;
 };
 
@@ -319,7 +318,6 @@ int http_start(HttpLoop *h, const HttpRequest *req, HttpDone done, void *userdat
                 call_free(c);
                 return r;
         }
-        h->started++;
         if (ret_call)
                 *ret_call = c;
         return 0;
@@ -327,8 +325,4 @@ int http_start(HttpLoop *h, const HttpRequest *req, HttpDone done, void *userdat
 
 void http_cancel(HttpCall *c) {
         call_free(c);
-}
-
-unsigned http_loop_calls_started(const HttpLoop *h) {
-        return h->started;
 }

@@ -53,5 +53,3 @@ void http_loop_free(HttpLoop *h);
  * cancelled.  *ret_call (optional) is valid until done runs. */
 int http_start(HttpLoop *h, const HttpRequest *req, HttpDone done, void *userdata, HttpCall **ret_call);
 void http_cancel(HttpCall *c);
-
-unsigned http_loop_calls_started(const HttpLoop *h);

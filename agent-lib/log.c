@@ -33,10 +33,6 @@ void log_set_max_level(int level) {
         log_state.max_level = level;
 }
 
-int log_get_max_level(void) {
-        return log_state.max_level;
-}
-
 void log_set_sink(void (*fn)(int, const char *, void *), void *userdata) {
         log_state.sink = fn;
         log_state.userdata = userdata;

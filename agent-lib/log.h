@@ -11,7 +11,6 @@
 
 void log_setup(const char *ident);
 void log_set_max_level(int level);
-int log_get_max_level(void);
 /* Sends every line to fn instead of stderr (tests capture logs with it). */
 void log_set_sink(void (*fn)(int prio, const char *msg, void *userdata), void *userdata);
 void log_msg(int prio, const char *fmt, ...) _printf_(2, 3);

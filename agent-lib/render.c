@@ -171,6 +171,19 @@ static void on_resolved(Resolver *r, void *userdata) {
         finish(j, o);
 }
 
+int render_load_template(const Config *c, Template **ret, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        *ret_error = NULL;
+        int k = read_file_full(c->env_template, TEMPLATE_MAX, &text, &len);
+        if (k < 0) {
+                *ret_error = strdup_printf("cannot read template %s: %s ([env] template in %s)", c->env_template,
+                                           strerror(-k), c->path);
+                return k;
+        }
+        return template_parse(c->env_template, text, len, ret, ret_error);
+}
+
 int render_sources_new(uv_loop_t *loop, HttpLoop *http, const Config *c, CredentialsEvents events,
                        void *userdata, RenderSources *ret) {
         int r = 0;
@@ -202,8 +215,6 @@ void render_sources_free(RenderSources *s) {
 
 int render_start(const RenderSources *src, const Config *c, RenderFlags flags, RenderDone done, void *userdata) {
         RenderJob *j = calloc(1, sizeof(RenderJob));
-        _cleanup_free_ char *text = NULL;
-        size_t len;
         int k;
 
         if (!j)
@@ -214,17 +225,10 @@ int render_start(const RenderSources *src, const Config *c, RenderFlags flags, R
                 job_free(j);
                 return -ENOMEM;
         }
-        k = read_file_full(c->env_template, TEMPLATE_MAX, &text, &len);
-        if (k < 0) {
-                fail(j, o, k, EX_CONFIG,
-                     strdup_printf("cannot read template %s: %s ([env] template in %s)", c->env_template,
-                                   strerror(-k), c->path));
-                return 0;
-        }
         char *err = NULL;
-        k = template_parse(c->env_template, text, len, &j->template, &err);
+        k = render_load_template(c, &j->template, &err);
         if (k < 0) {
-                fail(j, o, k, EX_CONFIG, err);
+                fail(j, o, k, k == -ENOMEM ? EX_OSERR : EX_CONFIG, err);
                 return 0;
         }
         free(o);

@@ -41,6 +41,10 @@ void render_outcome_free(RenderOutcome *o);
 
 typedef void (*RenderDone)(RenderOutcome *o, void *userdata);
 
+/* Reads and parses [env] template; on failure *ret_error says what to fix
+ * ("cannot read template ..." or "file:line:column: ..."). */
+int render_load_template(const Config *c, Template **ret, char **ret_error);
+
 /* Creates the sources a configuration asks for on loop: the IMDS client
  * (none when IMDS is disabled), the AWS client and the credentials cache.
  * render_sources_free() accepts what a failed call left. */

@@ -350,13 +350,6 @@ bool units_get(const UnitManager *m, size_t i, UnitInfo *ret) {
         return true;
 }
 
-bool units_find(const UnitManager *m, const char *name, UnitInfo *ret) {
-        Unit *u = find_unit(m, name);
-        if (!u)
-                return false;
-        unit_info(u, ret);
-        return true;
-}
 
 void units_set_recovery_delay(UnitManager *m, uint64_t ms) {
         m->recovery_delay_ms = ms ? ms : 10000;

@@ -53,7 +53,6 @@ void units_set_recovery_delay(UnitManager *m, uint64_t ms);
 int units_track(UnitManager *m, char *const *names);
 size_t units_count(const UnitManager *m);
 bool units_get(const UnitManager *m, size_t i, UnitInfo *ret);
-bool units_find(const UnitManager *m, const char *name, UnitInfo *ret);
 
 typedef struct UnitJobResult {
         const char *unit;

@@ -48,18 +48,15 @@ static void print_list(const char *label, json_t *a) {
 }
 
 int verb_reload(const CliOptions *o, int argc, char **argv) {
-        if (argc > 1) {
-                if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
-                        printf("Usage: anb-agent [--config PATH] reload\n\n"
-                               "Asks the running agent to re-read its configuration and every source, re-render\n"
-                               "the .env and restart only the units whose input changed; prints what it did.\n");
-                        return 0;
-                }
-                log_error("reload takes no arguments");
-                return EX_USAGE;
-        }
+        int code = cli_no_arguments(
+                argc, argv,
+                "Usage: anb-agent [--config PATH] reload\n\n"
+                "Asks the running agent to re-read its configuration and every source, re-render\n"
+                "the .env and restart only the units whose input changed; prints what it did.\n");
+        if (code >= 0)
+                return code;
         json_t *resp = NULL;
-        int code = call(o, json_pack("{s:s}", "cmd", "reload"), RELOAD_TIMEOUT_MS, &resp);
+        code = call(o, json_pack("{s:s}", "cmd", "reload"), RELOAD_TIMEOUT_MS, &resp);
         if (code)
                 return code;
         bool ok = json_is_true(json_object_get(resp, "ok"));

@@ -82,10 +82,9 @@ struct Manager {
         time_t env_rendered_at;
         char *last_error;
         uint64_t started_usec;
-        int exit_code;
 };
 
-static void start_reload(Manager *m, const char *why);
+static void start_bootstrap(Manager *m);
 static void update_status(Manager *m);
 
 static uint64_t mono_usec(void) {
@@ -241,7 +240,7 @@ static void on_bus_changed(UnitManager *um, bool connected, int error, void *use
         log_notice("connected to systemd");
         /* Units not started yet because the bus was missing: go on. */
         if (m->phase == PHASE_STARTING && m->env && !m->units_started && !units_busy(m->units) && !m->rendering)
-                start_reload(m, NULL);
+                start_bootstrap(m);
 }
 
 static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uint64_t delay_ms, void *userdata) {
@@ -530,9 +529,8 @@ static void start_next(Manager *m) {
         begin_reload(m, explicit_);
 }
 
-static void start_reload(Manager *m, const char *why) {
-        (void) why;
-        /* Bootstrap (and its retries): render, then start the units. */
+/* Bootstrap (and its retries): render, then start the units. */
+static void start_bootstrap(Manager *m) {
         if (m->rendering)
                 return;
         begin_reload(m, false);
@@ -540,7 +538,7 @@ static void start_reload(Manager *m, const char *why) {
 
 static void on_retry(uv_timer_t *t) {
         Manager *m = t->data;
-        start_reload(m, NULL);
+        start_bootstrap(m);
 }
 
 static void schedule_bootstrap_retry(Manager *m) {
@@ -830,12 +828,6 @@ static void on_signal(uv_signal_t *s, int signum) {
         uv_stop(m->loop);
 }
 
-static void close_walk(uv_handle_t *h, void *arg) {
-        (void) arg;
-        if (!uv_is_closing(h))
-                uv_close(h, NULL);
-}
-
 static void free_waiters(Waiter *w) {
         while (w) {
                 Waiter *next = w->next;
@@ -863,10 +855,7 @@ static void manager_teardown(Manager *m) {
         uv_signal_stop(&m->sigint);
         uv_timer_stop(&m->retry_timer);
         uv_timer_stop(&m->refresh_timer);
-        uv_walk(m->loop, close_walk, NULL);
-        uv_run(m->loop, UV_RUN_DEFAULT);
-        if (uv_loop_close(m->loop) != 0)
-                log_debug("loop closed with handles left");
+        cli_close_loop(m->loop);
         rendered_free(m->env);
         free(m->role);
         free(m->last_error);
@@ -943,7 +932,7 @@ int manager_run(Config *config) {
         log_notice("anb-agent %s starting: IMDS %s, .env %s", ANB_VERSION,
                    config->imds_disabled ? "disabled" : config->imds_endpoint, config->env_output);
         update_status(m);
-        start_reload(m, NULL);
+        start_bootstrap(m);
         uv_timer_start(&m->refresh_timer, on_refresh, jittered(m), 0);
         if (config->health_upstream)
                 uv_timer_start(&m->upstream_timer, on_upstream_timer, 0, config->health_upstream_interval_ms);
@@ -951,22 +940,18 @@ int manager_run(Config *config) {
 
         uv_run(&loop, UV_RUN_DEFAULT);
         manager_teardown(m);
-        return m->exit_code;
+        return 0;
 }
 
 int verb_run(const CliOptions *o, int argc, char **argv) {
-        if (argc > 1) {
-                if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
-                        printf("Usage: anb-agent [--config PATH] run\n\n"
-                               "Runs the daemon: renders the .env, starts the units, stays up.\n"
-                               "Meant for systemd's ExecStart= (Type=notify).\n");
-                        return 0;
-                }
-                log_error("run takes no arguments");
-                return EX_USAGE;
-        }
+        int code = cli_no_arguments(argc, argv,
+                                    "Usage: anb-agent [--config PATH] run\n\n"
+                                    "Runs the daemon: renders the .env, starts the units, stays up.\n"
+                                    "Meant for systemd's ExecStart= (Type=notify).\n");
+        if (code >= 0)
+                return code;
         _cleanup_(config_freep) Config *c = NULL;
-        int code = cli_load_config(o, &c);
+        code = cli_load_config(o, &c);
         if (code)
                 return code;
         return manager_run(TAKE_PTR(c));

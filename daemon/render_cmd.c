@@ -17,35 +17,13 @@
 #include "template.h"
 #include "util.h"
 
-int cli_load_config(const CliOptions *o, Config **ret) {
-        _cleanup_free_ char *err = NULL;
-        int r = config_load(o->config_path, ret, &err);
-        if (r == -ENOMEM) {
-                log_error("out of memory");
-                return EX_OSERR;
-        }
-        if (r < 0) {
-                log_error("%s", err ? err : strerror(-r));
-                return EX_CONFIG;
-        }
-        return 0;
-}
-
 typedef struct RenderCli {
         RenderOutcome *outcome;
-        bool done;
 } RenderCli;
 
 static void on_render(RenderOutcome *o, void *userdata) {
         RenderCli *rc = userdata;
         rc->outcome = o;
-        rc->done = true;
-}
-
-static void close_walk(uv_handle_t *h, void *arg) {
-        (void) arg;
-        if (!uv_is_closing(h))
-                uv_close(h, NULL);
 }
 
 /* Renders once; returns a sysexits code. */
@@ -93,11 +71,8 @@ static int render_once(const Config *c, bool write, bool print) {
         render_outcome_free(o);
         render_sources_free(&src);
         http_loop_free(http);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_walk(&loop, close_walk, NULL);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        if (uv_loop_close(&loop) != 0)
-                log_debug("loop closed with handles left");
+        uv_run(&loop, UV_RUN_DEFAULT); /* the freed objects' close callbacks */
+        cli_close_loop(&loop);
         return code;
 }
 
@@ -137,33 +112,22 @@ int verb_render(const CliOptions *opts, int argc, char **argv) {
 }
 
 int verb_check_config(const CliOptions *opts, int argc, char **argv) {
-        if (argc > 1) {
-                if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
-                        printf("Usage: anb-agent [--config PATH] check-config\n\n"
-                               "Validates the configuration and the template; prints nothing when both are "
-                               "good.\n");
-                        return 0;
-                }
-                log_error("check-config takes no arguments");
-                return EX_USAGE;
-        }
+        int code = cli_no_arguments(argc, argv,
+                                    "Usage: anb-agent [--config PATH] check-config\n\n"
+                                    "Validates the configuration and the template; prints nothing when both are "
+                                    "good.\n");
+        if (code >= 0)
+                return code;
         _cleanup_(config_freep) Config *c = NULL;
-        int code = cli_load_config(opts, &c);
+        code = cli_load_config(opts, &c);
         if (code)
                 return code;
-        _cleanup_free_ char *text = NULL, *err = NULL;
-        size_t len;
-        int r = read_file_full(c->env_template, 1024 * 1024, &text, &len);
-        if (r < 0) {
-                log_error("cannot read template %s: %s ([env] template in %s)", c->env_template, strerror(-r),
-                          c->path);
-                return EX_CONFIG;
-        }
+        _cleanup_free_ char *err = NULL;
         _cleanup_(template_freep) Template *t = NULL;
-        r = template_parse(c->env_template, text, len, &t, &err);
+        int r = render_load_template(c, &t, &err);
         if (r < 0) {
                 log_error("%s", err ? err : strerror(-r));
-                return EX_CONFIG;
+                return r == -ENOMEM ? EX_OSERR : EX_CONFIG;
         }
         return 0;
 }
