@@ -5,8 +5,8 @@
 #include <sysexits.h>
 
 #include "cli.h"
-#include "log.h"
-#include "util.h"
+#include "basic/log.h"
+#include "basic/util.h"
 
 int cli_load_config(const CliOptions *o, Config **ret) {
         _cleanup_free_ char *err = NULL;
@@ -20,17 +20,6 @@ int cli_load_config(const CliOptions *o, Config **ret) {
                 return EX_CONFIG;
         }
         return 0;
-}
-
-int cli_no_arguments(int argc, char **argv, const char *usage) {
-        if (argc <= 1)
-                return -1;
-        if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
-                fputs(usage, stdout);
-                return 0;
-        }
-        log_error("%s takes no arguments", argv[0]);
-        return EX_USAGE;
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {

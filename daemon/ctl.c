@@ -7,9 +7,9 @@
 #include <time.h>
 
 #include "cli.h"
-#include "control.h"
-#include "log.h"
-#include "util.h"
+#include "server/control_client.h"
+#include "basic/log.h"
+#include "basic/util.h"
 
 #define RELOAD_TIMEOUT_MS (10 * 60 * 1000)
 
@@ -19,7 +19,7 @@ static char *socket_path(const CliOptions *o) {
         return config_control_socket(o->config_path);
 }
 
-static int call(const CliOptions *o, json_t *req, int timeout_ms, json_t **ret) {
+static int call(const CliOptions *o, json_t *req, int timeout_ms, bool reports_failure, json_t **ret) {
         _cleanup_free_ char *path = socket_path(o);
         _cleanup_free_ char *err = NULL;
         int r = control_call(path, req, timeout_ms, ret, &err);
@@ -28,11 +28,15 @@ static int call(const CliOptions *o, json_t *req, int timeout_ms, json_t **ret) 
                 log_error("%s", err ? err : strerror(-r));
                 return r == -EACCES ? EX_NOPERM : r == -ETIMEDOUT ? EX_TEMPFAIL : EX_UNAVAILABLE;
         }
+        /* The daemon says how to exit; a refusal ends every verb here,
+         * a failed reload is reported by verb_reload. */
+        int code = control_response_exit(*ret);
         const char *e = json_string_value(json_object_get(*ret, "error"));
-        if (e && !json_is_true(json_object_get(*ret, "ok")) && strstr(e, "permission denied")) {
-                log_error("%s", e);
+        if (code != 0 && (!reports_failure || code == EX_NOPERM || code == EX_PROTOCOL)) {
+                log_error("%s", e ? e : "the agent refused the request");
                 json_decref(*ret);
-                return EX_NOPERM;
+                *ret = NULL;
+                return code;
         }
         return 0;
 }
@@ -47,19 +51,12 @@ static void print_list(const char *label, json_t *a) {
         printf("\n");
 }
 
-int verb_reload(const CliOptions *o, int argc, char **argv) {
-        int code = cli_no_arguments(
-                argc, argv,
-                "Usage: anb-agent [--config PATH] reload\n\n"
-                "Asks the running agent to re-read its configuration and every source, re-render\n"
-                "the .env and restart only the units whose input changed; prints what it did.\n");
-        if (code >= 0)
-                return code;
+int verb_reload(const CliOptions *o) {
         json_t *resp = NULL;
-        code = call(o, json_pack("{s:s}", "cmd", "reload"), RELOAD_TIMEOUT_MS, &resp);
+        int code = call(o, json_pack("{s:s}", "cmd", "reload"), RELOAD_TIMEOUT_MS, true, &resp);
         if (code)
                 return code;
-        bool ok = json_is_true(json_object_get(resp, "ok"));
+        int exit_code = control_response_exit(resp);
         const char *error = json_string_value(json_object_get(resp, "error"));
         if (error) {
                 log_lines(LOG_ERR, error);
@@ -73,26 +70,13 @@ int verb_reload(const CliOptions *o, int argc, char **argv) {
         printf("%-16senv r%lld, %.0f ms\n", "result:", (long long) json_integer_value(json_object_get(resp, "env_revision")),
                json_real_value(json_object_get(resp, "duration_ms")));
         json_decref(resp);
-        return ok ? 0 : EX_SOFTWARE;
+        return exit_code;
 }
 
-int verb_drain(const CliOptions *o, int argc, char **argv) {
-        bool undo = false;
-        for (int i = 1; i < argc; i++) {
-                if (streq(argv[i], "--undo"))
-                        undo = true;
-                else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: anb-agent [--config PATH] drain [--undo]\n\n"
-                               "Makes /health answer 503 (draining) so the load balancer stops sending traffic;\n"
-                               "the app keeps running.  --undo returns /health to the instance's real state.\n");
-                        return 0;
-                } else {
-                        log_error("unknown argument '%s' (drain [--undo])", argv[i]);
-                        return EX_USAGE;
-                }
-        }
+int verb_drain(const CliOptions *o) {
+        bool undo = o->undo;
         json_t *resp = NULL;
-        int code = call(o, json_pack("{s:s, s:b}", "cmd", "drain", "undo", undo), 10000, &resp);
+        int code = call(o, json_pack("{s:s, s:b}", "cmd", "drain", "undo", undo), 10000, false, &resp);
         if (code)
                 return code;
         printf("%s: /health now answers %lld\n", json_is_true(json_object_get(resp, "draining")) ? "draining" : "not draining",
@@ -151,7 +135,16 @@ static void print_status(json_t *st) {
                 printf("; failing:");
                 json_array_foreach(failing, i, v) printf(" %s", json_string_value(v));
         }
-        printf("\n  %-12s %s\n", "drain", json_is_true(json_object_get(st, "draining")) ? "yes (/health answers 503)" : "no");
+        const char *why = json_string_value(json_object_get(st, "drain_reason"));
+        const char *spot = json_string_value(json_object_get(st, "spot_notice"));
+        if (json_is_true(json_object_get(st, "draining")))
+                printf("\n  %-12s yes (/health answers 503): %s%s%s\n", "drain", why ? why : "requested",
+                       spot ? ", " : "", spot ? spot : "");
+        else
+                printf("\n  %-12s no\n", "drain");
+        const char *life = json_string_value(json_object_get(st, "lifecycle"));
+        if (life)
+                printf("  %-12s %s\n", "lifecycle", life);
         printf("  %-12s", "units");
         if (!json_array_size(units))
                 printf(" none\n");
@@ -195,26 +188,15 @@ static void print_status(json_t *st) {
         }
 }
 
-int verb_status(const CliOptions *o, int argc, char **argv) {
-        bool as_json = false;
-        for (int i = 1; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        as_json = true;
-                else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: anb-agent [--config PATH] status [--json]\n\n"
-                               "Shows the running agent's state: bootstrap, role, .env revision, health, drain,\n"
-                               "each managed unit, IMDS.  --json prints the same as one JSON object.\n");
-                        return 0;
-                } else {
-                        log_error("unknown argument '%s' (status [--json])", argv[i]);
-                        return EX_USAGE;
-                }
-        }
+int verb_status(const CliOptions *o) {
+        bool as_json = o->json;
         json_t *resp = NULL;
-        int code = call(o, json_pack("{s:s}", "cmd", "status"), 10000, &resp);
+        int code = call(o, json_pack("{s:s}", "cmd", "status"), 10000, false, &resp);
         if (code)
                 return code;
         if (as_json) {
+                /* "exit" is for this program, not part of the status. */
+                json_object_del(resp, "exit");
                 char *text = json_dumps(resp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 printf("%s\n", text ? text : "{}");
                 free(text);

@@ -1,212 +1,31 @@
-/* See manager.h. */
+/* See manager.h.  The wiring half of the daemon: it owns the loop and
+ * everything on it, turns what happens (a render's outcome, the units'
+ * jobs, timers, signals, control requests, the bus) into lifecycle events,
+ * and executes the actions life_step() returns.  Renders and reload
+ * reports are in reload.c, the fleet's hooks in hooks.c, what operators
+ * and the ALB see in publish.c. */
 #include "manager.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
-#include "aws.h"
+#include "aws/credentials.h"
+#include "basic/clock.h"
+#include "basic/log.h"
+#include "basic/util.h"
 #include "cli.h"
-#include "credentials.h"
-#include "envfile.h"
-#include "control.h"
-#include "health.h"
-#include "http.h"
-#include "imds.h"
-#include "log.h"
-#include "render.h"
-#include "template.h"
-#include "util.h"
+#include "loop/http.h"
+#include "manager-internal.h"
 
-typedef struct Waiter {
-        ControlRequest *req;
-        struct Waiter *next;
-} Waiter;
-
-typedef struct Report {
-        bool active;
-        bool explicit_; /* control or SIGHUP: config re-read, RELOADING=1 */
-        uint64_t started_usec;
-        char *error;
-        char **changed;
-        char **restarted;
-        char **failed;
-        Waiter *waiters;
-} Report;
-
-struct Manager {
-        uv_loop_t *loop;
-        Config *config;
-        HttpLoop *http;
-        RenderSources src; /* IMDS, AWS, credentials */
-        const char *tags_source;
-        unsigned aws_calls_last_render;
-        UnitManager *units;
-        const UnitSet *unit_set;
-        HealthServer *health;
-        uv_timer_t upstream_timer;
-        int upstream_ok; /* -1 unknown, 0 failing, 1 ok */
-        bool upstream_in_flight;
-        bool draining;
-        bool env_stale; /* running on the .env a previous run left: renders failing */
-        bool pending_explicit;
-        int health_status;
-        double bootstrap_ms;
-        time_t bootstrapped_at;
-        Report report;
-        Waiter *next_waiters;
-        json_t *health_failing;
-        const char *health_state;
-        ControlServer *control;
-        uv_timer_t watchdog_timer;
-        uv_timer_t status_timer; /* keeps the ages in STATUS= current */
-        uint64_t render_count, render_failures;
-
-        uv_signal_t sigterm, sigint, sighup;
-        uv_timer_t retry_timer, refresh_timer;
-        unsigned bootstrap_attempt;
-
-        Phase phase;
-        bool rendering;      /* a render is in flight */
-        bool reload_pending; /* a reload asked while busy: run once after */
-        bool units_started;
-        char *role;
-        Rendered *env;
-        unsigned env_revision;
-        time_t env_rendered_at;
-        char *last_error;
-        uint64_t started_usec;
-};
-
-static void start_bootstrap(Manager *m);
-static void update_status(Manager *m);
-
-static uint64_t mono_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-static void set_error(Manager *m, const char *msg) {
-        free(m->last_error);
-        m->last_error = msg ? strdup(msg) : NULL;
-}
-
-static unsigned units_active(Manager *m, unsigned *ret_total) {
-        unsigned active = 0;
-        size_t n = units_count(m->units);
-        for (size_t i = 0; i < n; i++) {
-                UnitInfo u;
-                if (units_get(m->units, i, &u) && streq(u.active_state, "active"))
-                        active++;
-        }
-        *ret_total = (unsigned) n;
-        return active;
-}
-
-static void format_age(time_t t, char *buf, size_t n) {
-        long s = (long) (time(NULL) - t);
-        if (s < 60)
-                snprintf(buf, n, "%lds", s);
-        else if (s < 3600)
-                snprintf(buf, n, "%ldm", s / 60);
-        else
-                snprintf(buf, n, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
-}
-
-/* The /health answer, from state already known: published on every change,
- * copied out per probe.  Only what this instance can fix gates it. */
-static void publish_health(Manager *m) {
-        if (!m->health)
-                return;
-        json_t *failing = json_array();
-        const char *state;
-        size_t n = units_count(m->units);
-        for (size_t i = 0; i < n; i++) {
-                UnitInfo u;
-                if (units_get(m->units, i, &u) && !streq(u.active_state, "active")) {
-                        char name[300];
-                        snprintf(name, sizeof name, "unit:%s", u.name);
-                        json_array_append_new(failing, json_string(name));
-                }
-        }
-        if (!m->env_revision && !m->env_stale)
-                json_array_append_new(failing, json_string("env"));
-        if (m->config->health_upstream && m->upstream_ok == 0)
-                json_array_append_new(failing, json_string("app"));
-        if (m->draining)
-                state = "draining";
-        else if (m->phase == PHASE_STARTING)
-                state = "starting";
-        else
-                state = json_array_size(failing) ? "unhealthy" : "healthy";
-        int code = streq(state, "healthy") ? 200 : 503;
-        json_decref(m->health_failing);
-        m->health_failing = json_incref(failing);
-        m->health_state = state;
-        json_t *doc = json_pack("{s:s, s:o, s:I}", "status", state, "failing", failing, "env_revision",
-                                (json_int_t) m->env_revision);
-        char *text = json_dumps(doc, JSON_COMPACT);
-        if (text) {
-                size_t len = strlen(text);
-                char *withnl = realloc(text, len + 2);
-                if (withnl) {
-                        withnl[len] = '\n';
-                        withnl[len + 1] = 0;
-                        text = withnl;
-                }
-                health_publish(m->health, code, text);
-        }
-        if (code != m->health_status && m->health_status)
-                log_msg(code == 200 ? LOG_NOTICE : LOG_WARNING, "health: %s (%d)", state, code);
-        m->health_status = code;
-        free(text);
-        json_decref(doc);
-}
-
-/* One current line for `systemctl status`. */
-static void update_status(Manager *m) {
-        publish_health(m);
-        unsigned total, active = units_active(m, &total);
-        const char *state = m->draining                 ? "draining"
-                            : m->phase == PHASE_STARTING  ? "starting"
-                            : m->health_status == 200     ? "healthy"
-                                                          : "unhealthy";
-        char age[32] = "never";
-        if (m->env_revision)
-                format_age(m->env_rendered_at, age, sizeof age);
-        char creds[48] = "";
-        time_t exp = credentials_expiration(m->src.creds);
-        if (exp) {
-                long left = (long) (exp - time(NULL));
-                if (left > 0)
-                        snprintf(creds, sizeof creds, " · creds %ldh%02ldm", left / 3600, (left % 3600) / 60);
-                else
-                        snprintf(creds, sizeof creds, " · creds EXPIRED");
-        }
-        if (m->phase == PHASE_STARTING && m->last_error && !m->env_stale) {
-                /* One line: the first problem, and how many more. */
-                size_t n = strcspn(m->last_error, "\n");
-                unsigned more = 0;
-                for (const char *p = m->last_error + n; *p; p++)
-                        more += *p == '\n';
-                sd_notifyf(false, "STATUS=starting · waiting to render the .env: %.*s%s", (int) n, m->last_error,
-                           more ? " (and more: anb-agent status)" : "");
-        }
-        else if (m->env_stale)
-                sd_notifyf(false, "STATUS=%s · %s · %u/%u units active · env: last good from a previous run, render "
-                                  "failing%s",
-                           state, m->role ? m->role : "default", active, total, creds);
-        else
-                sd_notifyf(false, "STATUS=%s · %s · %u/%u units active · env r%u (%s ago)%s", state,
-                           m->role ? m->role : "default", active, total, m->env_revision, age, creds);
-}
+static char **reversed(char *const *l);
+static void on_units_stopped(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata);
+static void run_units(Manager *m, const char *method, char **names, UnitsDone done);
 
 /* ---- units ------------------------------------------------------------- */
 
@@ -214,33 +33,36 @@ static void on_unit_changed(UnitManager *um, const UnitInfo *u, const char *old_
                             uint32_t old_pid, void *userdata) {
         (void) um;
         Manager *m = userdata;
-        bool state_changed = !streq(old_active, u->active_state) || !streq(old_sub, u->sub_state);
+        bool moved = !streq(old_active, u->active_state) || !streq(old_sub, u->sub_state);
         bool transient = streq(u->active_state, "activating") || streq(u->active_state, "reloading") ||
                          streq(u->active_state, "deactivating");
+        bool expected_stop = m->life.state == LIFE_TERMINATING || m->life.state == LIFE_STOPPING;
         bool bad = streq(u->active_state, "failed") ||
                    (streq(old_active, "active") && !streq(u->active_state, "active") &&
-                    !streq(u->active_state, "reloading") && m->phase != PHASE_STOPPING);
-        int prio = !*old_active ? LOG_DEBUG : bad ? LOG_WARNING : state_changed && !transient ? LOG_NOTICE : LOG_DEBUG;
+                    !streq(u->active_state, "reloading") && !expected_stop);
+        int prio = !*old_active ? LOG_DEBUG : bad ? LOG_WARNING : moved && !transient ? LOG_NOTICE : LOG_DEBUG;
         const char *res = *u->result && !streq(u->result, "success") ? u->result : NULL;
         char pid[64] = "";
         if (old_pid != u->main_pid)
                 snprintf(pid, sizeof pid, ", MainPID %u → %u", old_pid, u->main_pid);
         log_msg(prio, "%s: %s/%s → %s/%s%s%s%s", u->name, *old_active ? old_active : "?", *old_sub ? old_sub : "?",
                 u->active_state, u->sub_state, res ? ", Result=" : "", res ? res : "", pid);
-        update_status(m);
+        state_changed(m);
 }
 
 static void on_bus_changed(UnitManager *um, bool connected, int error, void *userdata) {
         (void) um;
         Manager *m = userdata;
-        if (!connected) {
+        if (connected)
+                log_notice("connected to systemd");
+        else
                 log_warning("lost the connection to systemd (%s); reconnecting", strerror(-error));
-                return;
+        dispatch(m, (LifeEvent) {.kind = connected ? LIFE_BUS_UP : LIFE_BUS_DOWN});
+        if (connected && m->stop_pending && m->life.state == LIFE_TERMINATING) {
+                m->stop_pending = false;
+                _cleanup_(strv_freep) char **rev = reversed(m->unit_set ? m->unit_set->manage : NULL);
+                run_units(m, "StopUnit", rev, on_units_stopped);
         }
-        log_notice("connected to systemd");
-        /* Units not started yet because the bus was missing: go on. */
-        if (m->phase == PHASE_STARTING && m->env && !m->units_started && !units_busy(m->units) && !m->rendering)
-                start_bootstrap(m);
 }
 
 static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uint64_t delay_ms, void *userdata) {
@@ -250,90 +72,38 @@ static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uin
                     unit, attempt);
 }
 
-/* ---- reloads ----------------------------------------------------------
- *
- * One reload runs at a time.  Requests that arrive while one runs (control
- * clients, SIGHUP, the refresh timer) are coalesced into the next one, so
- * each waiter's answer covers a reload that began after it asked. */
-
-static void report_reset(Report *r) {
-        free(r->error);
-        strv_free(r->changed);
-        strv_free(r->restarted);
-        strv_free(r->failed);
-        *r = (Report) {0};
-}
-
-static json_t *strv_to_json(char **l) {
-        json_t *a = json_array();
-        for (size_t i = 0; l && l[i]; i++)
-                json_array_append_new(a, json_string(l[i]));
-        return a;
-}
-
-static void start_next(Manager *m);
-
-/* Ends the current reload: logs one summary line, answers its waiters,
- * tells systemd, and starts a coalesced one if asked for meanwhile. */
-static void reload_end(Manager *m) {
-        Report *r = &m->report;
-        m->rendering = false;
-        double ms = (double) (mono_usec() - r->started_usec) / 1000.0;
-        _cleanup_free_ char *keys = strv_join(r->changed, ", ");
-        _cleanup_free_ char *units = strv_join(r->restarted, ", ");
-        if (r->error)
-                log_error("reload failed after %.0f ms; the .env and units are as they were", ms);
-        else if (r->active)
-                log_notice("reload: %s; restarted: %s (%.0f ms)", keys && *keys ? keys : "no key changed",
-                           units && *units ? units : "nothing", ms);
-        for (Waiter *w = r->waiters, *next; w; w = next) {
-                next = w->next;
-                json_t *resp = json_pack("{s:b, s:o, s:o, s:o, s:f, s:I}", "ok", !r->error && !r->failed,
-                                         "changed_keys", strv_to_json(r->changed), "restarted_units",
-                                         strv_to_json(r->restarted), "failed_units", strv_to_json(r->failed),
-                                         "duration_ms", ms, "env_revision", (json_int_t) m->env_revision);
-                if (r->error)
-                        json_object_set_new(resp, "error", json_string(r->error));
-                control_reply(w->req, resp);
-                free(w);
-        }
-        r->waiters = NULL;
-        if (r->explicit_)
-                sd_notify(false, "READY=1");
-        report_reset(r);
-        update_status(m);
-        start_next(m);
-}
-
-static void fail_reload(Manager *m, const char *error) {
-        free(m->report.error);
-        m->report.error = strdup(error);
-        reload_end(m);
-}
-
 static void on_units_started(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {
         (void) um;
         Manager *m = userdata;
+        m->jobs = NULL;
+        if (m->life.state != LIFE_STARTING_UNITS)
+                return; /* the bus went and came back: a newer start runs */
+        if (!units_connected(m->units)) {
+                /* The bus went with the jobs: start them again when it is
+                 * back, rather than call this a bootstrap. */
+                dispatch(m, (LifeEvent) {.kind = LIFE_BUS_DOWN});
+                return;
+        }
         bool ok = true;
         for (size_t i = 0; i < n; i++)
                 if (!streq(r[i].result, "done")) {
                         ok = false;
                         log_error("%s", r[i].message ? r[i].message : r[i].unit);
                 }
-        m->units_started = true;
-        m->phase = PHASE_RUNNING;
-        m->bootstrap_ms = (double) (mono_usec() - m->started_usec) / 1000.0;
+        m->bootstrap_ms = clock_ms_since(m->started_usec);
         m->bootstrapped_at = time(NULL);
         unsigned total, active = units_active(m, &total);
         log_notice("bootstrap finished in %.0f ms: role %s, %u/%u units active%s", m->bootstrap_ms,
                    m->role ? m->role : "default", active, total, ok ? "" : " (some failed to start, see above)");
-        sd_notify(false, "READY=1");
-        reload_end(m);
+        dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
 }
 
 static void on_units_restarted(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {
         (void) um;
         Manager *m = userdata;
+        m->jobs = NULL;
+        if (m->life.state != LIFE_RELOADING)
+                return;
         for (size_t i = 0; i < n; i++) {
                 if (streq(r[i].result, "done"))
                         strv_push(&m->report.restarted, strdup(r[i].unit));
@@ -342,16 +112,31 @@ static void on_units_restarted(UnitManager *um, const UnitJobResult *r, size_t n
                         strv_push(&m->report.failed, strdup(r[i].message ? r[i].message : r[i].unit));
                 }
         }
-        reload_end(m);
+        dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
 }
 
-/* ---- rendering --------------------------------------------------------- */
+static void on_units_stopped(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {
+        (void) um;
+        Manager *m = userdata;
+        m->jobs = NULL;
+        if (m->life.state != LIFE_TERMINATING)
+                return;
+        if (!units_connected(m->units)) {
+                log_warning("the bus went while the units were stopping; stopping them again when it is back");
+                m->stop_pending = true;
+                return;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (!streq(r[i].result, "done"))
+                        log_error("%s", r[i].message ? r[i].message : r[i].unit);
+        log_notice("the managed units are stopped");
+        dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
+}
 
-static void schedule_bootstrap_retry(Manager *m);
-
-static void choose_units(Manager *m, const char *role) {
+void choose_units(Manager *m, const char *role) {
         if (!streq_ptr(m->role, role)) {
-                if (m->units_started)
+                /* Once units were picked, a new role needs a restart. */
+                if (m->unit_set)
                         log_warning("role changed from %s to %s; restart anb-agent to apply it",
                                     m->role ? m->role : "default", role ? role : "default");
                 else {
@@ -360,194 +145,166 @@ static void choose_units(Manager *m, const char *role) {
                 }
         }
         m->unit_set = config_unit_set(m->config, m->role);
-        units_track(m->units, m->unit_set->manage);
+        int r = units_track(m->units, m->unit_set->manage);
+        if (r < 0)
+                log_error("cannot track the units: %s", strerror(-r));
 }
 
-static void start_units(Manager *m) {
-        if (!units_connected(m->units)) {
-                log_warning("waiting for systemd's bus to start the units");
-                m->rendering = false;
+/* Queues jobs; a synchronous failure (no bus) becomes the event it means. */
+static void run_units(Manager *m, const char *method, char **names, UnitsDone done) {
+        if (strv_length(names) == 0) {
+                dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
                 return;
         }
-        int r = units_run(m->units, "StartUnit", m->unit_set->manage, on_units_started, m);
-        if (r < 0) {
-                log_error("cannot start units: %s", strerror(-r));
-                m->rendering = false;
-        }
-}
-
-static void on_rendered(RenderOutcome *o, void *userdata) {
-        Manager *m = userdata;
-        if (!o) {
-                fail_reload(m, "out of memory");
-                return;
-        }
-        if (o->error) {
-                log_lines(LOG_ERR, o->message);
-                set_error(m, o->message);
-                m->render_failures++;
-                log_warning("the .env was not changed");
-                if (m->phase == PHASE_STARTING || m->env_stale) {
-                        m->rendering = false;
-                        if (!m->units_started && access(m->config->env_output, F_OK) == 0) {
-                                /* Static stability: a .env from before this start is
-                                 * still the app's last good configuration. */
-                                log_warning("starting the units with the last good %s (left by a previous run); "
-                                            "the render is retried",
-                                            m->config->env_output);
-                                m->env_stale = true;
-                                choose_units(m, o->role);
-                                m->rendering = true;
-                                start_units(m);
-                        }
-                        if (m->env_stale && m->phase == PHASE_RUNNING && m->report.active)
-                                fail_reload(m, o->message);
-                        render_outcome_free(o);
-                        update_status(m);
-                        schedule_bootstrap_retry(m);
-                        return;
-                }
-                fail_reload(m, o->message);
-                render_outcome_free(o);
-                return;
-        }
-        set_error(m, NULL);
-        if (m->env_stale)
-                log_notice("render works again; the .env is current");
-        m->env_stale = false;
-        if (o->tags_source)
-                m->tags_source = o->tags_source;
-        m->aws_calls_last_render = o->aws_calls;
-        for (char **w = o->warnings; w && *w; w++)
-                log_warning("%s", *w);
-        char **changed = rendered_changed_names(m->env, o->rendered);
-        bool first = !m->env;
-        if (o->changed || first) {
-                m->env_revision++;
-                m->env_rendered_at = time(NULL);
-        }
-        rendered_free(m->env);
-        m->env = TAKE_PTR(o->rendered);
-        choose_units(m, o->role);
-        bool content_changed = o->changed;
-        render_outcome_free(o);
-
-        if (!m->units_started) {
-                log_notice("rendered %s (r%u, %zu variables)", m->config->env_output, m->env_revision,
-                           m->env->n_vars);
-                strv_free(changed);
-                start_units(m);
-                return;
-        }
-        if (!content_changed) {
-                strv_free(changed);
-                log_info("reload: .env unchanged (r%u); nothing restarted", m->env_revision);
-                reload_end(m);
-                return;
-        }
-        m->report.changed = changed;
-        _cleanup_free_ char *keys = strv_join(changed, ", ");
-        log_notice("reload: .env changed (r%u): %s", m->env_revision, keys && *keys ? keys : "(comments only)");
-        char **restart = m->unit_set->restart_on_change;
-        if (strv_length(restart) == 0 || units_run(m->units, "RestartUnit", restart, on_units_restarted, m) < 0)
-                reload_end(m);
-}
-
-/* Re-reads agent.conf for an explicit reload; a bad file is refused and
- * the running configuration stays. */
-static int reload_config(Manager *m) {
-        Config *c = NULL;
-        _cleanup_free_ char *err = NULL;
-        int r = config_load(m->config->path, &c, &err);
-        if (r < 0) {
-                log_error("%s", err ? err : strerror(-r));
-                _cleanup_free_ char *msg = strdup_printf("%s (the running configuration stays)",
-                                                         err ? err : strerror(-r));
-                fail_reload(m, msg ? msg : "bad configuration");
-                return r;
-        }
-        if (!streq(c->health_listen, m->config->health_listen) ||
-            !streq(c->control_socket, m->config->control_socket) || c->bus != m->config->bus ||
-            !streq(c->imds_endpoint, m->config->imds_endpoint))
-                log_warning("%s: [health] listen, [control] socket, [systemd] bus and [imds] take effect at the "
-                            "next start of anb-agent",
-                            c->path);
-        /* Keep the live settings that cannot change under a running loop. */
-        free(c->health_listen), c->health_listen = strdup(m->config->health_listen);
-        free(c->control_socket), c->control_socket = strdup(m->config->control_socket);
-        c->bus = m->config->bus;
-        config_free(m->config);
-        m->config = c;
-        m->unit_set = config_unit_set(c, m->role);
-        return 0;
-}
-
-static void begin_reload(Manager *m, bool explicit_) {
-        Report *r = &m->report;
-        r->active = m->phase == PHASE_RUNNING;
-        r->explicit_ = explicit_ && m->phase == PHASE_RUNNING;
-        r->started_usec = mono_usec();
-        if (m->phase == PHASE_RUNNING) {
-                /* Requests made during bootstrap wait for the first reload. */
-                r->waiters = m->next_waiters;
-                m->next_waiters = NULL;
-        }
-        m->rendering = true;
-        if (r->explicit_) {
-                sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) mono_usec());
-                if (reload_config(m) < 0)
-                        return;
-        }
-        m->render_count++;
-        int k = render_start(&m->src, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m);
-        if (k < 0) {
-                _cleanup_free_ char *msg = strdup_printf("cannot render: %s", strerror(-k));
-                fail_reload(m, msg ? msg : "cannot render");
+        units_cancel(m->jobs); /* never two sequences: the lifecycle wants this one */
+        m->jobs = NULL;
+        int r = units_run(m->units, method, names, done, m, &m->jobs);
+        if (r == -ENOTCONN && streq(method, "StopUnit")) {
+                /* Not stopped: stopped when the bus is back. */
+                log_warning("waiting for systemd's bus to stop the units");
+                m->stop_pending = true;
+        } else if (r == -ENOTCONN) {
+                log_warning("waiting for systemd's bus to %s the units", streq(method, "StartUnit") ? "start" : "reach");
+                dispatch(m, (LifeEvent) {.kind = LIFE_BUS_DOWN});
+                if (!streq(method, "StartUnit"))
+                        dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
+        } else if (r < 0) {
+                log_error("cannot %s the units: %s", method, strerror(-r));
+                if (!streq(method, "StartUnit"))
+                        strv_push(&m->report.failed, strdup_printf("%s: %s", method, strerror(-r)));
+                dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
         }
 }
 
-/* Asks for a reload: runs now, or right after the one running. */
-static void request_reload(Manager *m, bool explicit_, const char *why) {
-        if (m->phase == PHASE_STOPPING)
-                return;
-        if (m->rendering || units_busy(m->units) || m->phase == PHASE_STARTING) {
-                m->reload_pending = true;
-                m->pending_explicit = m->pending_explicit || explicit_;
-                return;
-        }
-        if (why)
-                log_info("reload: %s", why);
-        begin_reload(m, explicit_);
+static char **reversed(char *const *l) {
+        size_t n = strv_length(l);
+        char **r = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; r && i < n; i++)
+                r[i] = strdup(l[n - 1 - i]);
+        return r;
 }
 
-static void start_next(Manager *m) {
-        if (!m->reload_pending || m->phase != PHASE_RUNNING || m->rendering)
-                return;
-        bool explicit_ = m->pending_explicit;
-        m->reload_pending = m->pending_explicit = false;
-        log_info("reload: running the coalesced request");
-        begin_reload(m, explicit_);
-}
-
-/* Bootstrap (and its retries): render, then start the units. */
-static void start_bootstrap(Manager *m) {
-        if (m->rendering)
-                return;
-        begin_reload(m, false);
-}
+/* ---- executing the lifecycle's decisions ------------------------------- */
 
 static void on_retry(uv_timer_t *t) {
-        Manager *m = t->data;
-        start_bootstrap(m);
+        dispatch(t->data, (LifeEvent) {.kind = LIFE_RETRY});
 }
 
-static void schedule_bootstrap_retry(Manager *m) {
-        unsigned n = m->bootstrap_attempt < 4 ? m->bootstrap_attempt : 4;
-        uint64_t delay = 2000ULL << n; /* 2 s ... 32 s */
-        m->bootstrap_attempt++;
-        log_notice("retrying bootstrap in %llus", (unsigned long long) delay / 1000);
-        uv_timer_start(&m->retry_timer, on_retry, delay, 0);
+static void on_grace_over(uv_timer_t *t) {
+        Manager *m = t->data;
+        log_notice("drain grace (%us) over: exiting", m->config->drain_grace_sec);
+        dispatch(m, (LifeEvent) {.kind = LIFE_GRACE_OVER});
 }
+
+static void execute(Manager *m, unsigned a) {
+        if (a & LIFE_DO_CANCEL) {
+                /* A render in flight is cancelled (its calls with it); unit
+                 * jobs already queued are systemd's and finish, their
+                 * results ignored in these states.  Nobody waits. */
+                render_cancel(m->render_job);
+                m->render_job = NULL;
+                m->render_in_flight = false;
+                units_cancel(m->jobs);
+                m->jobs = NULL;
+                if (!list_empty(&m->report.waiters) || !list_empty(&m->next_waiters))
+                        log_info("answering pending reloads: the agent is leaving");
+                answer_all(&m->report.waiters, "the agent is stopping");
+                answer_all(&m->next_waiters, "the agent is stopping");
+                report_clear(&m->report);
+                uv_timer_stop(&m->retry_timer);
+        }
+        if (a & LIFE_DO_END_RELOAD)
+                reload_end(m);
+        if (a & LIFE_DO_READY)
+                sd_notify(false, "READY=1");
+        if (a & LIFE_DO_RESET_RETRY) {
+                backoff_reset(&m->retry_backoff);
+                uv_timer_stop(&m->retry_timer);
+        }
+        if (a & LIFE_DO_ARM_RETRY) {
+                uint64_t delay = backoff_next(&m->retry_backoff);
+                log_notice("retrying the render in %.1fs", (double) delay / 1000.0);
+                uv_timer_start(&m->retry_timer, on_retry, delay, 0);
+        }
+        if (a & LIFE_DO_TAKE_PENDING) {
+                report_clear(&m->report);
+                m->report.started_usec = clock_usec();
+                while (!list_empty(&m->next_waiters)) {
+                        ListLink *l = m->next_waiters.next;
+                        list_unlink(l);
+                        list_append(&m->report.waiters, l);
+                }
+        }
+        if (a & LIFE_DO_RELOADING)
+                sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) clock_usec());
+        if (a & LIFE_DO_RELOAD_CONFIG)
+                start_config_reload(m); /* renders when the new config is in */
+        else if (a & LIFE_DO_RENDER)
+                start_render(m);
+        if (a & LIFE_DO_START_UNITS) {
+                if (m->life.env_stale)
+                        log_warning("starting the units with the last good %s (left by a previous run); "
+                                    "the render is retried",
+                                    m->config->env_output);
+                if (!m->unit_set) /* the render failed: the role tag is unknown */
+                        choose_units(m, m->config->default_role);
+                run_units(m, "StartUnit", m->unit_set->manage, on_units_started);
+        }
+        if (a & LIFE_DO_RESTART_UNITS)
+                run_units(m, "RestartUnit", m->unit_set->restart_on_change, on_units_restarted);
+        if (a & LIFE_DO_STOP_UNITS) {
+                _cleanup_(strv_freep) char **rev = reversed(m->unit_set ? m->unit_set->manage : NULL);
+                log_notice("stopping the managed units in reverse order (each within its own stop timeout)");
+                units_set_recovery(m->units, false);
+                run_units(m, "StopUnit", rev, on_units_stopped);
+        }
+        if (a & LIFE_DO_COMPLETE_HOOK) {
+                if (m->config->terminate_hook)
+                        hook_decide(m, &m->terminate, "CONTINUE", "the units are stopped");
+                else
+                        dispatch(m, (LifeEvent) {.kind = LIFE_HOOK_DONE});
+        }
+        if (a & LIFE_DO_ARM_GRACE) {
+                log_notice("draining: /health answers 503 for %us, then the agent exits; the app's units keep "
+                           "running",
+                           m->config->drain_grace_sec);
+                uv_timer_start(&m->grace_timer, on_grace_over, (uint64_t) m->config->drain_grace_sec * 1000, 0);
+        }
+        if (a & LIFE_DO_EXIT) {
+                sd_notify(false, "STOPPING=1");
+                uv_stop(m->loop);
+        }
+}
+
+/* The one place events are handled.  An event raised while another is
+ * being handled (an action that fails at once) is queued and handled
+ * right after, so life_step() never re-enters. */
+void dispatch(Manager *m, LifeEvent ev) {
+        if (m->dispatching) {
+                if (m->queued < ELEMENTSOF(m->queue))
+                        m->queue[m->queued++] = ev;
+                else
+                        log_error("lifecycle: event queue full, dropped %s", life_event_to_string(ev.kind));
+                return;
+        }
+        m->dispatching = true;
+        for (;;) {
+                LifeState from = m->life.state;
+                unsigned a = life_step(&m->life, &ev);
+                if (from != m->life.state || a)
+                        log_debug("lifecycle: %s --%s--> %s (actions %#x)", life_state_to_string(from),
+                                  life_event_to_string(ev.kind), life_state_to_string(m->life.state), a);
+                execute(m, a);
+                if (!m->queued)
+                        break;
+                ev = m->queue[0];
+                memmove(m->queue, m->queue + 1, --m->queued * sizeof(LifeEvent));
+        }
+        m->dispatching = false;
+        state_changed(m);
+}
+
+/* ---- timers, credentials, the app check -------------------------------- */
 
 static uint64_t jittered(Manager *m) {
         uint64_t base = (uint64_t) m->config->env_refresh_sec * 1000;
@@ -557,101 +314,9 @@ static uint64_t jittered(Manager *m) {
 
 static void on_refresh(uv_timer_t *t) {
         Manager *m = t->data;
-        if (m->phase == PHASE_RUNNING)
-                request_reload(m, false, NULL);
+        if (m->life.state == LIFE_RUNNING)
+                dispatch(m, (LifeEvent) {.kind = LIFE_RELOAD});
         uv_timer_start(&m->refresh_timer, on_refresh, jittered(m), 0);
-}
-
-/* ---- /metrics and the app check ---------------------------------------- */
-
-static void metric_escape(Buf *out, const char *s) {
-        for (; *s; s++) {
-                if (*s == '\\' || *s == '"')
-                        buf_putc(out, '\\');
-                if (*s == '\n')
-                        buf_puts(out, "\\n");
-                else
-                        buf_putc(out, *s);
-        }
-}
-
-static void write_metrics(void *userdata, Buf *out) {
-        Manager *m = userdata;
-        const HealthStats *hs = health_stats(m->health);
-        buf_printf(out,
-                   "# HELP anb_health_status 1 when /health answers 200.\n# TYPE anb_health_status gauge\n"
-                   "anb_health_status %d\n"
-                   "# HELP anb_draining 1 while drain is requested.\n# TYPE anb_draining gauge\nanb_draining %d\n"
-                   "# HELP anb_bootstrapped 1 once the first bootstrap finished.\n# TYPE anb_bootstrapped gauge\n"
-                   "anb_bootstrapped %d\n",
-                   m->health_status == 200, m->draining, m->phase != PHASE_STARTING);
-        buf_puts(out, "# HELP anb_unit_active 1 when the managed unit is active.\n# TYPE anb_unit_active gauge\n");
-        size_t n = units_count(m->units);
-        for (size_t i = 0; i < n; i++) {
-                UnitInfo u;
-                if (!units_get(m->units, i, &u))
-                        continue;
-                buf_puts(out, "anb_unit_active{unit=\"");
-                metric_escape(out, u.name);
-                buf_printf(out, "\",state=\"%s\"} %d\n", u.active_state, streq(u.active_state, "active"));
-        }
-        buf_puts(out, "# HELP anb_unit_restarts_total systemd's NRestarts for the unit.\n"
-                      "# TYPE anb_unit_restarts_total counter\n");
-        for (size_t i = 0; i < n; i++) {
-                UnitInfo u;
-                if (!units_get(m->units, i, &u))
-                        continue;
-                buf_puts(out, "anb_unit_restarts_total{unit=\"");
-                metric_escape(out, u.name);
-                buf_printf(out, "\"} %u\n", u.n_restarts);
-        }
-        buf_printf(out,
-                   "# HELP anb_env_revision Revision of the rendered .env (bumps when its content changes).\n"
-                   "# TYPE anb_env_revision gauge\nanb_env_revision %u\n"
-                   "# HELP anb_env_last_render_timestamp_seconds When the .env content last changed.\n"
-                   "# TYPE anb_env_last_render_timestamp_seconds gauge\n"
-                   "anb_env_last_render_timestamp_seconds %lld\n"
-                   "# HELP anb_renders_total Renders attempted, and failed.\n# TYPE anb_renders_total counter\n"
-                   "anb_renders_total %llu\nanb_render_failures_total %llu\n",
-                   m->env_revision, (long long) m->env_rendered_at, (unsigned long long) m->render_count,
-                   (unsigned long long) m->render_failures);
-        if (m->src.imds) {
-                const ImdsStats *is = imds_stats(m->src.imds);
-                buf_printf(out,
-                           "# HELP anb_imds_requests_total IMDS requests by kind.\n"
-                           "# TYPE anb_imds_requests_total counter\n"
-                           "anb_imds_requests_total{kind=\"token\"} %u\nanb_imds_requests_total{kind=\"get\"} %u\n"
-                           "# TYPE anb_imds_retries_total counter\nanb_imds_retries_total %u\n"
-                           "# TYPE anb_imds_errors_total counter\nanb_imds_errors_total %u\n",
-                           is->token_requests, is->get_requests, is->retries, is->errors);
-        }
-        if (m->src.aws)
-                buf_printf(out,
-                           "# HELP anb_aws_requests_total Signed AWS API calls (Secrets Manager, SSM, EC2).\n"
-                           "# TYPE anb_aws_requests_total counter\nanb_aws_requests_total %u\n"
-                           "# TYPE anb_aws_retries_total counter\nanb_aws_retries_total %u\n"
-                           "# TYPE anb_aws_errors_total counter\nanb_aws_errors_total %u\n",
-                           aws_stats(m->src.aws)->calls, aws_stats(m->src.aws)->retries, aws_stats(m->src.aws)->errors);
-        if (credentials_expiration(m->src.creds))
-                buf_printf(out,
-                           "# HELP anb_credentials_expiry_seconds Seconds until the role credentials expire.\n"
-                           "# TYPE anb_credentials_expiry_seconds gauge\nanb_credentials_expiry_seconds %lld\n",
-                           (long long) (credentials_expiration(m->src.creds) - time(NULL)));
-        if (m->config->health_upstream)
-                buf_printf(out, "# HELP anb_app_check_ok 1 when the app answered its health check.\n"
-                                "# TYPE anb_app_check_ok gauge\nanb_app_check_ok %d\n",
-                           m->upstream_ok == 1);
-        buf_printf(out,
-                   "# HELP anb_health_probes_total /health answers by code.\n"
-                   "# TYPE anb_health_probes_total counter\n"
-                   "anb_health_probes_total{code=\"200\"} %llu\nanb_health_probes_total{code=\"503\"} %llu\n"
-                   "# TYPE anb_http_requests_total counter\nanb_http_requests_total %llu\n"
-                   "# TYPE anb_http_rejected_total counter\nanb_http_rejected_total %llu\n"
-                   "# TYPE anb_http_connections_open gauge\nanb_http_connections_open %u\n"
-                   "# TYPE anb_http_connections_evicted_total counter\nanb_http_connections_evicted_total %llu\n",
-                   (unsigned long long) hs->probes_ok, (unsigned long long) hs->probes_failing,
-                   (unsigned long long) hs->requests, (unsigned long long) hs->rejected, hs->open,
-                   (unsigned long long) hs->evicted);
 }
 
 static void on_upstream(const HttpResponse *r, void *userdata) {
@@ -666,13 +331,13 @@ static void on_upstream(const HttpResponse *r, void *userdata) {
                 else
                         log_warning("app check %s failed: HTTP %ld", m->config->health_upstream, r->status);
                 m->upstream_ok = ok;
-                update_status(m);
+                state_changed(m);
         }
 }
 
 static void on_upstream_timer(uv_timer_t *t) {
         Manager *m = t->data;
-        if (m->upstream_in_flight || m->phase == PHASE_STOPPING)
+        if (m->upstream_in_flight || m->life.state == LIFE_STOPPING)
                 return;
         long timeout = m->config->health_upstream_interval_ms < 2000 ? m->config->health_upstream_interval_ms : 2000;
         HttpRequest req = {
@@ -684,8 +349,6 @@ static void on_upstream_timer(uv_timer_t *t) {
         if (http_start(m->http, &req, on_upstream, m, NULL) >= 0)
                 m->upstream_in_flight = true;
 }
-
-/* ---- credentials --------------------------------------------------------- */
 
 static void on_credentials(CredentialsEvent ev, const char *message, time_t expiration, void *userdata) {
         Manager *m = userdata;
@@ -706,105 +369,11 @@ static void on_credentials(CredentialsEvent ev, const char *message, time_t expi
                           -left, message);
                 break;
         }
-        update_status(m);
-}
-
-/* ---- control socket ------------------------------------------------------ */
-
-static json_t *credentials_json(Manager *m) {
-        time_t exp = credentials_expiration(m->src.creds);
-        const char *err = credentials_last_error(m->src.creds);
-        if (!exp && !err)
-                return json_null();
-        json_t *c = json_pack("{s:s?, s:I, s:I, s:b}", "role", credentials_role(m->src.creds), "expires_at",
-                              (json_int_t) exp, "seconds_left", (json_int_t) (exp ? exp - time(NULL) : 0), "valid",
-                              exp > time(NULL));
-        json_object_set_new(c, "last_error", err ? json_string(err) : json_null());
-        return c;
-}
-
-static json_t *status_json(Manager *m) {
-        json_t *units = json_array();
-        size_t n = units_count(m->units);
-        for (size_t i = 0; i < n; i++) {
-                UnitInfo u;
-                if (units_get(m->units, i, &u))
-                        json_array_append_new(units, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "name", u.name,
-                                                               "active_state", u.active_state, "sub_state",
-                                                               u.sub_state, "result", u.result, "main_pid",
-                                                               (json_int_t) u.main_pid, "restarts",
-                                                               (json_int_t) u.n_restarts));
-        }
-        json_t *aws = json_pack("{s:s?, s:I, s:I, s:I, s:I}", "tags_source", m->tags_source, "calls",
-                                (json_int_t) (m->src.aws ? aws_stats(m->src.aws)->calls : 0), "retries",
-                                (json_int_t) (m->src.aws ? aws_stats(m->src.aws)->retries : 0), "errors",
-                                (json_int_t) (m->src.aws ? aws_stats(m->src.aws)->errors : 0), "calls_last_render",
-                                (json_int_t) m->aws_calls_last_render);
-        json_t *imds = json_null();
-        if (m->src.imds) {
-                const ImdsStats *is = imds_stats(m->src.imds);
-                imds = json_pack("{s:s, s:I, s:I, s:I, s:I}", "endpoint", m->config->imds_endpoint, "token_requests",
-                                 (json_int_t) is->token_requests, "get_requests", (json_int_t) is->get_requests,
-                                 "retries", (json_int_t) is->retries, "errors", (json_int_t) is->errors);
-        }
-        const char *phase = m->phase == PHASE_STARTING ? "starting" : m->phase == PHASE_RUNNING ? "running" : "stopping";
-        json_t *st = json_pack(
-                "{s:b, s:s, s:s, s:s, s:o, s:b, s:{s:b, s:f, s:I}, s:{s:I, s:I, s:I, s:s, s:s},"
-                " s:{s:i, s:s, s:o}, s:o, s:o, s:o, s:o}",
-                "ok", 1, "version", ANB_VERSION, "phase", phase, "state", m->health_state ? m->health_state : phase,
-                "role", m->role ? json_string(m->role) : json_null(), "draining", m->draining, "bootstrap",
-                "finished", m->phase != PHASE_STARTING, "ms", m->bootstrap_ms, "at", (json_int_t) m->bootstrapped_at,
-                "env", "revision", (json_int_t) m->env_revision, "rendered_at", (json_int_t) m->env_rendered_at,
-                "variables", (json_int_t) (m->env ? m->env->n_vars : 0), "output", m->config->env_output, "format",
-                envfile_format_to_string(m->config->env_format), "health", "status", m->health_status, "state",
-                m->health_state ? m->health_state : "starting", "failing",
-                m->health_failing ? json_incref(m->health_failing) : json_array(), "units", units, "imds", imds,
-                "credentials", credentials_json(m), "last_error",
-                m->last_error ? json_string(m->last_error) : json_null());
-        json_object_set_new(st, "aws", aws);
-        json_object_set_new(json_object_get(st, "env"), "stale", json_boolean(m->env_stale));
-        return st;
-}
-
-static void on_control(ControlRequest *req, json_t *request, void *userdata) {
-        Manager *m = userdata;
-        const char *cmd = json_string_value(json_object_get(request, "cmd"));
-        if (streq(cmd, "status")) {
-                control_reply(req, status_json(m));
-        } else if (streq(cmd, "drain")) {
-                bool undo = json_is_true(json_object_get(request, "undo"));
-                if (m->draining != !undo)
-                        log_notice("%s (requested by uid %u)", undo ? "drain undone: /health follows the instance again"
-                                                                    : "draining: /health answers 503 until `anb-agent drain --undo`",
-                                   (unsigned) control_request_uid(req));
-                m->draining = !undo;
-                update_status(m);
-                control_reply(req, json_pack("{s:b, s:b, s:i}", "ok", 1, "draining", (int) m->draining, "health_status",
-                                             m->health_status));
-        } else if (streq(cmd, "reload")) {
-                Waiter *w = calloc(1, sizeof(Waiter));
-                if (!w || m->phase == PHASE_STOPPING) {
-                        free(w);
-                        control_reply(req, json_pack("{s:b, s:s}", "ok", 0, "error", "the agent is stopping"));
-                        return;
-                }
-                w->req = req;
-                w->next = m->next_waiters;
-                m->next_waiters = w;
-                request_reload(m, true, "requested by anb-agent reload");
-        } else {
-                control_reply(req, json_pack("{s:b, s:s}", "ok", 0, "error", "unknown command"));
-        }
-}
-
-static void on_control_refused(uid_t uid, pid_t pid, void *userdata) {
-        (void) userdata;
-        log_warning("control: refused a client with uid %u (pid %d): only root may control the agent", (unsigned) uid,
-                    (int) pid);
+        state_changed(m);
 }
 
 static void on_status_timer(uv_timer_t *t) {
-        update_status(t->data);
+        state_changed(t->data);
 }
 
 static void on_watchdog(uv_timer_t *t) {
@@ -814,51 +383,107 @@ static void on_watchdog(uv_timer_t *t) {
         sd_notify(false, "WATCHDOG=1");
 }
 
-/* ---- signals and lifetime --------------------------------------------- */
+/* ---- control socket and signals ---------------------------------------- */
+
+static void on_control(ControlRequest *req, json_t *request, void *userdata) {
+        Manager *m = userdata;
+        const char *cmd = json_string_value(json_object_get(request, "cmd"));
+        if (streq_ptr(cmd, "status")) {
+                control_reply(req, status_json(m));
+        } else if (streq_ptr(cmd, "drain")) {
+                bool undo = json_is_true(json_object_get(request, "undo"));
+                if (m->operator_drain != !undo)
+                        log_notice("%s (requested by uid %u)", undo ? "drain undone: /health follows the instance again"
+                                                                    : "draining: /health answers 503 until `anb-agent drain --undo`",
+                                   (unsigned) control_request_uid(req));
+                m->operator_drain = !undo;
+                state_changed(m);
+                control_reply(req, json_pack("{s:b, s:i, s:b, s:i}", "ok", 1, "exit", 0, "draining",
+                                             (int) m->operator_drain, "health_status", m->health_status));
+        } else if (streq_ptr(cmd, "reload")) {
+                Waiter *w = calloc(1, sizeof(Waiter));
+                if (!w) {
+                        control_reply(req, json_pack("{s:b, s:s, s:i}", "ok", 0, "error", "out of memory", "exit",
+                                                     EX_OSERR));
+                        return;
+                }
+                w->req = req;
+                list_append(&m->next_waiters, &w->link);
+                log_info("reload: requested by anb-agent reload");
+                dispatch(m, (LifeEvent) {.kind = LIFE_RELOAD, .explicit_ = true});
+                /* Refused (leaving): the waiter is still queued. */
+                if (m->life.state == LIFE_DRAINING || m->life.state == LIFE_TERMINATING ||
+                    m->life.state == LIFE_STOPPING)
+                        answer_all(&m->next_waiters, "the agent is stopping");
+        } else {
+                control_reply(req, json_pack("{s:b, s:s, s:i}", "ok", 0, "error", "unknown command", "exit", EX_USAGE));
+        }
+}
+
+static void on_control_refused(uid_t uid, pid_t pid, void *userdata) {
+        (void) userdata;
+        log_warning("control: refused a client with uid %u (pid %d): only root may control the agent", (unsigned) uid,
+                    (int) pid);
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
         Manager *m = s->data;
         if (signum == SIGHUP) {
-                request_reload(m, true, "SIGHUP");
+                log_info("reload: SIGHUP");
+                dispatch(m, (LifeEvent) {.kind = LIFE_RELOAD, .explicit_ = true});
                 return;
         }
-        log_notice("%s: exiting; the app's units keep running", strsignal(signum));
-        sd_notify(false, "STOPPING=1");
-        m->phase = PHASE_STOPPING;
-        uv_stop(m->loop);
+        bool grace = signum == SIGTERM && m->config->drain_grace_sec > 0 && m->life.state != LIFE_DRAINING;
+        if (!grace)
+                log_notice("%s: exiting; the app's units keep running", strsignal(signum));
+        dispatch(m, (LifeEvent) {.kind = LIFE_SIGTERM, .grace = grace});
 }
 
-static void free_waiters(Waiter *w) {
-        while (w) {
-                Waiter *next = w->next;
-                free(w);
-                w = next;
-        }
-}
+/* ---- lifetime ------------------------------------------------------------ */
 
 static void manager_teardown(Manager *m) {
-        free_waiters(m->next_waiters);
-        free_waiters(m->report.waiters);
-        m->report.waiters = NULL;
-        report_reset(&m->report);
+        /* STOPPING: whatever the frees below call back is ignored. */
+        m->life.state = LIFE_STOPPING;
+        answer_all(&m->report.waiters, "the agent is stopping");
+        answer_all(&m->next_waiters, "the agent is stopping");
+        report_clear(&m->report);
         control_free(m->control);
-        json_decref(m->health_failing);
+        m->control = NULL;
+        health_free(m->health);
+        m->health = NULL;
         uv_timer_stop(&m->watchdog_timer);
         uv_timer_stop(&m->status_timer);
-        health_free(m->health);
         uv_timer_stop(&m->upstream_timer);
-        render_sources_free(&m->src);
+        uv_timer_stop(&m->grace_timer);
+        uv_timer_stop(&m->abandon_timer);
+        uv_timer_stop(&m->heartbeat_timer);
+        render_cancel(m->render_job); /* before its sources; silently */
+        m->render_job = NULL;
+        render_sources_free(&m->src); /* cancels silently */
+        fleet_free(m->fleet);
+        m->fleet = NULL;
         http_loop_free(m->http);
+        m->http = NULL;
         units_free(m->units);
+        m->units = NULL;
         uv_signal_stop(&m->sigterm);
         uv_signal_stop(&m->sighup);
         uv_signal_stop(&m->sigint);
         uv_timer_stop(&m->retry_timer);
         uv_timer_stop(&m->refresh_timer);
+        /* A config re-read in flight finishes on its thread first. */
         cli_close_loop(m->loop);
+        config_free(m->loaded_config);
+        free(m->loaded_error);
+        json_decref(m->health_failing);
+        m->health_failing = NULL;
         rendered_free(m->env);
         free(m->role);
         free(m->last_error);
+        free(m->spot_notice);
+        free(m->heartbeat_hook);
+        free(m->launch.result);
+        free(m->terminate.result);
         config_free(m->config);
 }
 
@@ -868,25 +493,39 @@ static void signal_init(Manager *m, uv_signal_t *s, int signum) {
         uv_signal_start(s, on_signal, signum);
 }
 
+static void timer_init(Manager *m, uv_timer_t *t) {
+        uv_timer_init(m->loop, t);
+        t->data = m;
+}
+
 int manager_run(Config *config) {
         uv_loop_t loop;
-        Manager mgr = {.loop = &loop, .config = config, .started_usec = mono_usec()};
+        Manager mgr = {.loop = &loop, .config = config, .started_usec = clock_usec(), .upstream_ok = -1};
         Manager *m = &mgr;
         int r;
 
+        life_init(&m->life);
+        list_init(&m->next_waiters);
+        list_init(&m->report.waiters);
+        /* Render retries: 2-4 s at first, doubling up to 16-32 s. */
+        backoff_init(&m->retry_backoff, 4000, 32000, uv_hrtime());
         uv_loop_init(&loop);
         signal(SIGPIPE, SIG_IGN);
         signal_init(m, &m->sigterm, SIGTERM);
         signal_init(m, &m->sigint, SIGINT);
         signal_init(m, &m->sighup, SIGHUP);
-        uv_timer_init(&loop, &m->retry_timer);
-        uv_timer_init(&loop, &m->refresh_timer);
-        uv_timer_init(&loop, &m->upstream_timer);
-        uv_timer_init(&loop, &m->watchdog_timer);
-        uv_timer_init(&loop, &m->status_timer);
-        m->status_timer.data = m;
-        m->retry_timer.data = m->refresh_timer.data = m->upstream_timer.data = m;
-        m->upstream_ok = -1;
+        timer_init(m, &m->retry_timer);
+        timer_init(m, &m->refresh_timer);
+        timer_init(m, &m->grace_timer);
+        timer_init(m, &m->upstream_timer);
+        timer_init(m, &m->watchdog_timer);
+        timer_init(m, &m->status_timer);
+        timer_init(m, &m->abandon_timer);
+        timer_init(m, &m->launch.retry);
+        timer_init(m, &m->terminate.retry);
+        backoff_init(&m->launch.backoff, 2000, 60000, uv_hrtime());
+        backoff_init(&m->terminate.backoff, 2000, 30000, uv_hrtime() + 1);
+        timer_init(m, &m->heartbeat_timer);
 
         /* Bind /health first: the ALB sees "starting" (503) from the start,
          * and READY=1 comes only after the port is held. */
@@ -913,6 +552,13 @@ int manager_run(Config *config) {
                 r = render_sources_new(&loop, m->http, config, on_credentials, m, &m->src);
         if (r >= 0)
                 credentials_keep_fresh(m->src.creds, true);
+        FleetEvents fev = {
+                .spot_notice = on_spot_notice,
+                .target_state = on_target_state,
+                .hook_done = on_hook_done,
+        };
+        if (r >= 0)
+                r = fleet_new(&loop, m->http, config, &m->src, &fev, m, &m->fleet);
         UnitManagerEvents ev = {
                 .unit_changed = on_unit_changed,
                 .bus_changed = on_bus_changed,
@@ -926,13 +572,32 @@ int manager_run(Config *config) {
                 return EX_OSERR;
         }
         units_set_recovery_delay(m->units, (uint64_t) config->start_limit_retry_sec * 1000);
-        if (!units_connected(m->units))
-                log_warning("cannot connect to systemd's %s bus yet; retrying",
-                            config->bus == BUS_USER ? "user" : "system");
         log_notice("anb-agent %s starting: IMDS %s, .env %s", ANB_VERSION,
                    config->imds_disabled ? "disabled" : config->imds_endpoint, config->env_output);
-        update_status(m);
-        start_bootstrap(m);
+        /* A crash between creating and renaming a temp .env left it there. */
+        r = envfile_remove_stale_temps(config->env_output);
+        if (r > 0)
+                log_notice("removed %d temporary .env file(s) a previous run left", r);
+        _cleanup_free_ char *unsafe = NULL;
+        r = envfile_check_dir(config->env_output, &unsafe);
+        if (r > 0)
+                log_warning("%s can be changed by a user other than root: whoever can change it can plant "
+                            "files where the .env is written (see anb-agent.conf(5), [env] output)",
+                            unsafe ? unsafe : "the .env's directory");
+        else if (r == -ELOOP)
+                log_error("a symlink is on the way to %s: the .env will not be written through it",
+                          config->env_output);
+        if (units_connected(m->units))
+                m->life.bus_up = true;
+        else
+                log_warning("cannot connect to systemd's %s bus yet; retrying",
+                            config->bus == BUS_USER ? "user" : "system");
+        dispatch(m, (LifeEvent) {.kind = LIFE_BEGIN});
+        fleet_watch(m->fleet);
+        if (config->launch_hook) {
+                uv_timer_start(&m->abandon_timer, on_abandon, (uint64_t) config->abandon_after_sec * 1000, 0);
+                heartbeats_for(m, config->launch_hook);
+        }
         uv_timer_start(&m->refresh_timer, on_refresh, jittered(m), 0);
         if (config->health_upstream)
                 uv_timer_start(&m->upstream_timer, on_upstream_timer, 0, config->health_upstream_interval_ms);
@@ -943,15 +608,9 @@ int manager_run(Config *config) {
         return 0;
 }
 
-int verb_run(const CliOptions *o, int argc, char **argv) {
-        int code = cli_no_arguments(argc, argv,
-                                    "Usage: anb-agent [--config PATH] run\n\n"
-                                    "Runs the daemon: renders the .env, starts the units, stays up.\n"
-                                    "Meant for systemd's ExecStart= (Type=notify).\n");
-        if (code >= 0)
-                return code;
+int verb_run(const CliOptions *o) {
         _cleanup_(config_freep) Config *c = NULL;
-        code = cli_load_config(o, &c);
+        int code = cli_load_config(o, &c);
         if (code)
                 return code;
         return manager_run(TAKE_PTR(c));

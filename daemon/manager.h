@@ -6,24 +6,19 @@
  * the role's units, start them in order, then READY=1.  After that:
  * reloads (SIGHUP, the refresh timer) re-render and restart only the
  * restart_on_change units, and only when the .env changed; unit state
- * changes arrive as signals and are logged.  SIGTERM/SIGINT end the
- * daemon without touching the app's units. */
+ * changes arrive as signals and are logged.  SIGTERM drains first
+ * (/health 503 for [drain] grace), then the daemon exits without touching
+ * the app's units; SIGINT exits at once.  The lifecycle is the state
+ * machine in lifecycle.h; the Manager's fields are in manager-internal.h. */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
-#include "units.h"
+#include "env/config.h"
+#include "systemd/units.h"
 
-typedef enum Phase {
-        PHASE_STARTING,
-        PHASE_RUNNING,
-        PHASE_STOPPING,
-} Phase;
-
-typedef struct Manager Manager;
 
 /* Runs the daemon until SIGTERM/SIGINT; takes ownership of config (a
  * reload may replace it).  Returns a sysexits code. */

@@ -1,21 +1,20 @@
 /* `anb-agent render` and `anb-agent check-config`: one-shot verbs that
  * run a private libuv loop to completion.  They touch no unit. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <sysexits.h>
 #include <uv.h>
 
 #include "cli.h"
-#include "envfile.h"
-#include "aws.h"
-#include "credentials.h"
-#include "http.h"
-#include "imds.h"
-#include "log.h"
-#include "render.h"
-#include "template.h"
-#include "util.h"
+#include "env/envfile.h"
+#include "aws/aws.h"
+#include "aws/credentials.h"
+#include "loop/http.h"
+#include "aws/imds.h"
+#include "basic/log.h"
+#include "render/render.h"
+#include "env/template.h"
+#include "basic/util.h"
 
 typedef struct RenderCli {
         RenderOutcome *outcome;
@@ -26,6 +25,25 @@ static void on_render(RenderOutcome *o, void *userdata) {
         rc->outcome = o;
 }
 
+/* Where the .env goes: a symlink on the way is refused (run's every write
+ * would fail), a directory another user can change is warned about (that
+ * user can make systemd read any file into the app's environment).
+ * Returns 0 or EX_CONFIG. */
+static int check_output_dir(const Config *c) {
+        _cleanup_free_ char *unsafe = NULL;
+        int r = envfile_check_dir(c->env_output, &unsafe);
+        if (r == -ELOOP) {
+                log_error("%s: [env] output %s has a symlink on the way; the agent writes through none", c->path,
+                          c->env_output);
+                return EX_CONFIG;
+        }
+        if (r > 0)
+                log_warning("%s: [env] output %s is in reach of a user other than root (%s): that user can plant "
+                            "a symlink systemd follows as root; see anb-agent.conf(5)",
+                            c->path, c->env_output, unsafe);
+        return 0;
+}
+
 /* Renders once; returns a sysexits code. */
 static int render_once(const Config *c, bool write, bool print) {
         uv_loop_t loop;
@@ -34,12 +52,21 @@ static int render_once(const Config *c, bool write, bool print) {
         RenderCli rc = {0};
         int r, code = 0;
 
+        if (write) {
+                /* A crash between create and rename left a temp beside the .env. */
+                int k = envfile_remove_stale_temps(c->env_output);
+                if (k > 0)
+                        log_notice("removed %d temp file%s a crash left beside %s", k, k == 1 ? "" : "s",
+                                   c->env_output);
+                else if (k < 0)
+                        log_warning("cannot clean up temp files beside %s: %s", c->env_output, strerror(-k));
+        }
         uv_loop_init(&loop);
         r = http_loop_new(&loop, &http);
         if (r >= 0)
                 r = render_sources_new(&loop, http, c, NULL, NULL, &src);
         if (r >= 0)
-                r = render_start(&src, c, write ? RENDER_WRITE : 0, on_render, &rc);
+                r = render_start(&src, c, write ? RENDER_WRITE : 0, on_render, &rc, NULL);
         if (r >= 0)
                 uv_run(&loop, UV_RUN_DEFAULT);
 
@@ -76,50 +103,22 @@ static int render_once(const Config *c, bool write, bool print) {
         return code;
 }
 
-int verb_render(const CliOptions *opts, int argc, char **argv) {
-        static const struct option longopts[] = {
-                {"stdout", no_argument, NULL, 's'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
-        };
-        bool to_stdout = false;
-        int ch;
-        optind = 1;
-        while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) >= 0)
-                switch (ch) {
-                case 's':
-                        to_stdout = true;
-                        break;
-                case 'h':
-                        printf("Usage: anb-agent [--config PATH] render [--stdout]\n\n"
-                               "Resolves the template and replaces the .env atomically; touches no unit.\n"
-                               "--stdout prints the rendered file instead (it contains secrets).\n");
-                        return 0;
-                default:
-                        return EX_USAGE;
-                }
-        if (optind < argc) {
-                log_error("render takes no arguments besides --stdout");
-                return EX_USAGE;
-        }
+int verb_render(const CliOptions *opts) {
+        bool to_stdout = opts->to_stdout;
         _cleanup_(config_freep) Config *c = NULL;
         int code = cli_load_config(opts, &c);
         if (code)
                 return code;
         if (to_stdout)
                 log_warning("--stdout prints the rendered .env, secrets included; mind where it goes");
+        else if ((code = check_output_dir(c)))
+                return code;
         return render_once(c, !to_stdout, to_stdout);
 }
 
-int verb_check_config(const CliOptions *opts, int argc, char **argv) {
-        int code = cli_no_arguments(argc, argv,
-                                    "Usage: anb-agent [--config PATH] check-config\n\n"
-                                    "Validates the configuration and the template; prints nothing when both are "
-                                    "good.\n");
-        if (code >= 0)
-                return code;
+int verb_check_config(const CliOptions *opts) {
         _cleanup_(config_freep) Config *c = NULL;
-        code = cli_load_config(opts, &c);
+        int code = cli_load_config(opts, &c);
         if (code)
                 return code;
         _cleanup_free_ char *err = NULL;
@@ -129,5 +128,5 @@ int verb_check_config(const CliOptions *opts, int argc, char **argv) {
                 log_error("%s", err ? err : strerror(-r));
                 return r == -ENOMEM ? EX_OSERR : EX_CONFIG;
         }
-        return 0;
+        return check_output_dir(c);
 }

@@ -138,3 +138,39 @@ read -r nr np <<<"$(mem $nginx_master $(pgrep -P "$nginx_master"))"
 echo
 printf 'memory (smaps_rollup):  anb-agent RSS %s KiB, private %s KiB;  nginx (master + %s workers) RSS %s KiB, private %s KiB\n' \
 	"$ar" "$ap" "$(pgrep -c -P "$nginx_master")" "$nr" "$np"
+
+# An .env change under traffic, as an ALB sees it: the sample app (role
+# both) under the agent, 8 keep-alive connections through nginx on :8080
+# sending GET /settings back to back, and `anb-agent reload` with a
+# changed tag restarting anb-api and anb-worker meanwhile
+# (test-reload-zero-downtime asserts the same run fails nothing).
+export ANB_SRCDIR=$src ANB_AGENT=$agent
+. "$src/test/app-env.sh"
+printf '%s' '{"tags": {"Name": "anb-bench-1", "anb:role": "both", "anb:env": "before"}}' >"$work/imds-app.json"
+/usr/bin/python3 "$src/test/fakes/imds.py" --port-file "$work/imds-app.port" --state "$work/imds-app.json" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/imds-app.port" ] && break; sleep 0.05; done
+imds_app=http://127.0.0.1:$(cat "$work/imds-app.port")
+app_setup "$work/root" "$imds_app" user
+systemctl --user start anb-agent.service
+/usr/bin/python3 "$src/test/traffic.py" run 127.0.0.1:8080 /settings 8 "$work/stop" "$work/requests" &
+load=$!
+pids+=($load)
+sleep 2
+curl -sf -X POST --data '{"tags": {"Name": "anb-bench-1", "anb:role": "both", "anb:env": "after"}}' \
+	"$imds_app/_fake/state" >/dev/null
+t0=$(date +%s%3N)
+"$agent" --config "$work/root/etc/anb-agent/agent.conf" reload >"$work/reload.out" 2>&1 || true
+t1=$(date +%s%3N)
+sleep 2
+touch "$work/stop"
+wait $load || true
+summary=$(/usr/bin/python3 "$src/test/traffic.py" summary "$work/requests" "$t0" "$t1")
+get() { sed -n "s/^$1=//p" <<<"$summary"; }
+echo
+echo "reload under traffic (nginx :8080 → gunicorn, 8 keep-alive connections, GET /settings; a changed tag"
+echo "restarts $(sed -n 's/^restarted: *//p' "$work/reload.out")):"
+printf '  reload took %s ms; %s requests during it: %s non-2xx, %s connection errors (%s);\n' \
+	$((t1 - t0)) "$(get window)" "$(get window_non2xx)" "$(get window_errors)" "$(get failures)"
+printf '  longest request %s ms (all %s requests: p50 %s ms, p99 %s ms); new value served %s ms after the reload began\n' \
+	"$(get window_max_ms)" "$(get total)" "$(get p50_ms)" "$(get p99_ms)" "$(get first_new_ms)"

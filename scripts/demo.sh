@@ -21,7 +21,7 @@ if [ -z "${ANB_HARNESS_INNER:-}" ]; then
 	done
 	rm -rf "$root"
 	mkdir -p "$root"
-	exec env ANB_HARNESS_LOG="$root/harness" "$src/test/harness.sh" "$0" "$agent"
+	exec env ANB_HARNESS_NET=host ANB_HARNESS_LOG="$root/harness" "$src/test/harness.sh" "$0" "$agent"
 fi
 
 export ANB_SRCDIR=$src ANB_AGENT=$agent ANB_AGENT_LOG=journal
@@ -65,7 +65,7 @@ Enqueue a celery task via redis:    curl -X POST http://127.0.0.1:8080/videos/v1
 The agent's health (ALB check):     curl -i http://127.0.0.1:8081/health
 The agent's status:                 $agent --config $root/etc/anb-agent/agent.conf status
 The agent's log (journald):         $src/scripts/demo-exec.sh journalctl -u anb-agent -f
-The rendered .env:                  cat $root/srv/anb/.env
+The rendered .env:                  cat $root/var/lib/anb-agent/.env
 Rotate the DB password:             curl -X POST --data '{"secrets": {"anb/db": {"username": "anb", "password": "rotated"}}}' http://127.0.0.1:1339/_fake/state
                                     $agent --config $root/etc/anb-agent/agent.conf reload
 Change a tag and reload:            curl -X POST --data '{"tags": {"Name": "anb-demo-1", "anb:role": "both", "anb:env": "changed"}}' http://127.0.0.1:1338/_fake/state

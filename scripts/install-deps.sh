@@ -8,7 +8,8 @@ libuv1-dev check libinih-dev node-llhttp libexpat1-dev"
 TEST="systemd dbus dbus-user-session util-linux iproute2 procps curl \
 python3 python3-dotenv python3-botocore \
 nginx-light redis-server gunicorn python3-fastapi python3-uvicorn \
-python3-celery python3-redis valgrind clang libclang-rt-14-dev wrk man-db openssl"
+python3-celery python3-redis valgrind clang libclang-rt-14-dev wrk man-db openssl \
+debhelper dpkg-dev lintian binutils python3-yaml"
 
 missing=""
 for p in $BUILD $TEST; do

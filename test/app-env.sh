@@ -6,14 +6,18 @@
 #   app_setup ROOT IMDS_URL [BUS]     BUS: user (default) or system (the
 #                                      production path, via DBUS_SYSTEM_BUS_ADDRESS)
 #   agent_start / agent_stop
+#   ENV_FILE                           the rendered .env (set by app_setup)
 #   unit_prop UNIT PROP                e.g. unit_prop anb-api.service MainPID
 
 app_setup() {
 	ROOT=$1
 	local imds=$2 bus=${3:-user}
 	local src=${ANB_SRCDIR:?}
-	mkdir -p "$ROOT"/{etc/anb-agent,etc/nginx,etc/redis,srv/anb,run,var/lib/redis,var/log/nginx,tmp/nginx}
+	mkdir -p "$ROOT"/{etc/anb-agent,etc/nginx,etc/redis,srv/anb,run,var/lib/anb-agent,var/lib/redis,var/log/nginx,tmp/nginx}
 	cp -r "$src/app" "$ROOT/srv/anb/app"
+	# As shipped: the .env in the agent's own state directory (root's,
+	# 0755), never in the app user's /srv/anb.
+	ENV_FILE=$ROOT/var/lib/anb-agent/.env
 
 	cat >"$ROOT/etc/nginx/nginx.conf" <<NGINX
 worker_processes auto;
@@ -44,7 +48,7 @@ endpoint = $imds
 attempts = 3
 [env]
 template = $ROOT/etc/anb-agent/env.tmpl
-output = $ROOT/srv/anb/.env
+output = $ENV_FILE
 mode = 0640
 [systemd]
 bus = $bus
@@ -52,20 +56,21 @@ bus = $bus
 role_tag = anb:role
 default_role = web
 [units.web]
-manage = redis-server.service anb-api.service nginx.service
+manage = redis-server.service anb-api.socket anb-api.service nginx.service
 restart_on_change = anb-api.service
 [units.worker]
 manage = redis-server.service anb-worker.service
 restart_on_change = anb-worker.service
-warm_stop = anb-worker.service
 [units.both]
-manage = redis-server.service anb-api.service anb-worker.service nginx.service
+manage = redis-server.service anb-api.socket anb-api.service anb-worker.service nginx.service
 restart_on_change = anb-api.service anb-worker.service
-warm_stop = anb-worker.service
 [health]
 listen = 127.0.0.1:8081
 [control]
 socket = $ROOT/run/anb-agent/control.sock
+[drain]
+# Tests stop the agent often: no drain grace unless a test asks for one.
+grace = 0
 CONF
 	{
 		cat "$src/conf/env.tmpl"

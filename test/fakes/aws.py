@@ -7,10 +7,23 @@ bad, unknown or expired signature gets AWS's error answer.
   Secrets Manager  GetSecretValue       JSON 1.1, X-Amz-Target secretsmanager.*
   SSM              GetParameters        JSON 1.1, X-Amz-Target AmazonSSM.* (<= 10 names)
   EC2              DescribeTags         Query protocol, XML answers
+  Auto Scaling     CompleteLifecycleAction, RecordLifecycleActionHeartbeat
+                                        Query protocol (Version 2011-01-01),
+                                        signed for service "autoscaling"
+
+Every Auto Scaling call with a valid signature is recorded, in order, in
+GET /_fake/stats → "lifecycle": a list of {"action", "group", "hook",
+"instance", "token", "result" (CompleteLifecycleAction only), "region",
+"time" (epoch seconds), "error" (the error code answered, or null)}.  As on
+AWS, an action that was completed is gone: completing it again, or a
+heartbeat after it, answers 400 ValidationError "No active Lifecycle Action
+found".  State "deny" may list "autoscaling:CompleteLifecycleAction" or
+"autoscaling:RecordLifecycleActionHeartbeat" (403 AccessDenied).
 
 Shapes and error codes follow the AWS API references.  Test control under
 /_fake/: GET stats, POST state (merge JSON: secrets, params, tags, deny,
-page_size), POST fault ({"kind": "throttle"|"status", "count": N,
+page_size, repeat_next_token, rate_limits: {"AmazonSSM.GetParameters": 40}
+throttles like AWS's quotas, with ThrottlingException), POST fault ({"kind": "throttle"|"status", "count": N,
 "target": "..."}), POST reset.
 
 Run: aws.py --port 0 --port-file F --imds http://127.0.0.1:PORT [--state S]
@@ -34,8 +47,12 @@ from botocore.credentials import Credentials
 
 LOCK = threading.Lock()
 ACCOUNT = "123456789012"
-STATE = {"secrets": {}, "params": {}, "tags": {}, "deny": [], "page_size": 0, "faults": []}
-STATS = {"calls": {}, "signatures_valid": 0, "signatures_invalid": 0, "params_batches": [], "errors": {}}
+STATE = {"secrets": {}, "params": {}, "tags": {}, "deny": [], "page_size": 0, "faults": [], "rate_limits": {}}
+BUCKETS = {}  # rate_limits' token buckets
+STATS = {"calls": {}, "signatures_valid": 0, "signatures_invalid": 0, "params_batches": [], "errors": {},
+         "lifecycle": []}
+COMPLETED = set()  # (group, hook, instance) of lifecycle actions completed
+ASG_ACTIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
 IMDS = None
 
 
@@ -46,6 +63,9 @@ def issued_credentials():
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate sends: without TCP_NODELAY, Nagle
+    # holds the body until the client's delayed ACK (~40 ms per answer).
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         if os.environ.get("AWS_FAKE_LOG"):
@@ -121,6 +141,24 @@ class Handler(BaseHTTPRequestHandler):
                     return f
         return None
 
+    def rate_limited(self, target):
+        """A token bucket per API, as AWS meters them: state "rate_limits"
+        maps a target (e.g. "AmazonSSM.GetParameters") to calls per second,
+        with a burst of one second's worth."""
+        rate = STATE.get("rate_limits", {}).get(target)
+        if not rate:
+            return False
+        with LOCK:
+            now = time.monotonic()
+            b = BUCKETS.setdefault(target, {"tokens": float(rate), "at": now})
+            b["tokens"] = min(float(rate), b["tokens"] + (now - b["at"]) * rate)
+            b["at"] = now
+            if b["tokens"] >= 1:
+                b["tokens"] -= 1
+                return False
+            STATS["throttled"] = STATS.get("throttled", 0) + 1
+            return True
+
     # --- dispatch ------------------------------------------------------------
     def do_GET(self):
         if self.path == "/_fake/stats":
@@ -145,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATS["calls"][target] = STATS["calls"].get(target, 0) + 1
             fault = self.take_fault(target)
+            if not fault and self.rate_limited(target):
+                return self.json_error(400, "ThrottlingException", "Rate exceeded")
             if fault and fault["kind"] == "throttle":
                 return self.json_error(400, "ThrottlingException", "Rate exceeded")
             if fault and fault["kind"] == "status":
@@ -156,6 +196,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.get_parameters(req)
             return self.json_error(400, "UnknownOperationException", "")
         form = urllib.parse.parse_qs(body.decode())
+        if form.get("Action", [""])[0] in ASG_ACTIONS:
+            return self.autoscaling(body, form)
         err = self.verify(body, "ec2")
         with LOCK:
             STATS["signatures_invalid" if err else "signatures_valid"] += 1
@@ -182,7 +224,8 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["faults"].append(req)
             elif what == "reset":
                 STATS.update({"calls": {}, "signatures_valid": 0, "signatures_invalid": 0, "params_batches": [],
-                              "errors": {}})
+                              "errors": {}, "lifecycle": []})
+                COMPLETED.clear()
                 STATE["faults"] = []
         self.reply(200, "{}", "application/json")
 
@@ -234,6 +277,61 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, json.dumps({"Parameters": params, "InvalidParameters": invalid}),
                    "application/x-amz-json-1.1")
 
+    # --- Auto Scaling (Query API 2011-01-01) ---------------------------------
+    def asg_error(self, status, code, message, record=None):
+        with LOCK:
+            STATS["errors"][code] = STATS["errors"].get(code, 0) + 1
+            if record is not None:
+                record["error"] = code
+                STATS["lifecycle"].append(record)
+        self.reply(status, '<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+                   "<Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error>"
+                   "<RequestId>%s</RequestId></ErrorResponse>" % (code, message, uuid.uuid4()), "text/xml")
+
+    def autoscaling(self, body, form):
+        err = self.verify(body, "autoscaling")
+        with LOCK:
+            STATS["signatures_invalid" if err else "signatures_valid"] += 1
+        if err:
+            code = {"InvalidSignatureException": "SignatureDoesNotMatch",
+                    "UnrecognizedClientException": "InvalidClientTokenId",
+                    "ExpiredTokenException": "ExpiredToken"}.get(err[0], err[0])
+            return self.asg_error(403, code, err[1])
+        f = {k: v[0] for k, v in form.items()}
+        action = f["Action"]
+        with LOCK:
+            STATS["calls"]["autoscaling." + action] = STATS["calls"].get("autoscaling." + action, 0) + 1
+        rec = {"action": action, "group": f.get("AutoScalingGroupName"), "hook": f.get("LifecycleHookName"),
+               "instance": f.get("InstanceId"), "token": f.get("LifecycleActionToken"),
+               "region": self.region, "time": time.time(), "error": None}
+        if action == "CompleteLifecycleAction":
+            rec["result"] = f.get("LifecycleActionResult")
+        if f.get("Version") != "2011-01-01":
+            return self.asg_error(400, "InvalidAction", "Version must be 2011-01-01", rec)
+        if "autoscaling:" + action in STATE["deny"]:
+            return self.asg_error(403, "AccessDenied", "User is not authorized to perform: autoscaling:%s"
+                                  % action, rec)
+        if not rec["group"] or not rec["hook"]:
+            return self.asg_error(400, "ValidationError", "AutoScalingGroupName and LifecycleHookName are "
+                                  "required", rec)
+        if not rec["instance"] and not rec["token"]:
+            return self.asg_error(400, "ValidationError", "InstanceId or LifecycleActionToken is required", rec)
+        if action == "CompleteLifecycleAction" and rec["result"] not in ("CONTINUE", "ABANDON"):
+            return self.asg_error(400, "ValidationError", "LifecycleActionResult must be CONTINUE or ABANDON", rec)
+        key = (rec["group"], rec["hook"], rec["instance"] or rec["token"])
+        with LOCK:
+            done = key in COMPLETED
+            if not done and action == "CompleteLifecycleAction":
+                COMPLETED.add(key)
+        if done:
+            return self.asg_error(400, "ValidationError", "No active Lifecycle Action found with instance ID %s"
+                                  % (rec["instance"] or rec["token"]), rec)
+        with LOCK:
+            STATS["lifecycle"].append(rec)
+        self.reply(200, '<%sResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><%sResult/>'
+                   "<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>"
+                   % (action, action, uuid.uuid4(), action), "text/xml")
+
     def describe_tags(self, form):
         rid = form.get("Filter.1.Value.1", [""])[0]
         items = sorted(STATE["tags"].items()) if form.get("Filter.1.Name", [""])[0] == "resource-id" else []
@@ -241,6 +339,8 @@ class Handler(BaseHTTPRequestHandler):
         size = STATE.get("page_size") or len(items) or 1
         page = items[start:start + size]
         nxt = start + size if start + size < len(items) else None
+        if STATE.get("repeat_next_token"):  # a broken pager: the same token forever
+            nxt = size
 
         def esc(s):
             return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

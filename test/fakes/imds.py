@@ -11,11 +11,22 @@ Metadata Service to access instance metadata"):
   * Unknown paths get 404; directories list their entries one per line.
   * tags/instance answers 404 when instance tags are not enabled in the
     instance's metadata options.
+  * meta-data/spot/instance-action: 404 until a spot interruption notice,
+    then {"action": "terminate"|"stop"|"hibernate", "time": "...Z"}.
+  * meta-data/autoscaling/target-lifecycle-state: 404 for an instance that
+    is not in an Auto Scaling group, else InService, Terminated, Standby...
+  * user-data (404 when there is none), and every path under a dated API
+    version as well as under latest/ (cloud-init asks /2021-03-23/...,
+    and dynamic/instance-identity without the trailing slash).
 
 Test control, on the same port under /_fake/ (not part of IMDS):
   GET  /_fake/stats          request counts
   POST /_fake/reset          zero the counts
-  POST /_fake/state          merge JSON into the state (tags, tags_enabled, ...)
+  POST /_fake/state          merge JSON into the state (tags, tags_enabled, ...), e.g.
+                             {"spot_instance_action": {"action": "terminate",
+                              "time": "2026-11-23T13:00:00Z"}} (null: no notice),
+                             {"target_lifecycle_state": "Terminated"} (null: no ASG),
+                             {"user_data": "#!/bin/sh ..."} (null: none)
   POST /_fake/fault          {"kind": "status"|"slow"|"drop"|"redirect", "status": 500,
                               "delay_ms": 3000, "count": 1, "path": "meta-data/"}
   POST /_fake/expire-tokens  invalidate every token issued so far
@@ -24,12 +35,14 @@ Test control, on the same port under /_fake/ (not part of IMDS):
   GET  /_fake/credentials-issued  every set issued, with its expiry (the AWS
                              fake accepts signatures made with any unexpired one)
 
-Run: imds.py --port 0 --port-file F [--state state.json]
+Run: imds.py --port 0 --port-file F [--state state.json] [--user-data FILE]
+          [--host ADDR]
 """
 import argparse
 import datetime
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -76,6 +89,10 @@ def default_state():
         "credentials_code": "Success",
         # IMDS hands out new credentials this long before the old expire.
         "credentials_rotate_before": 300,
+        # Fleet lifecycle: no spot notice, not in an Auto Scaling group.
+        "spot_instance_action": None,
+        "target_lifecycle_state": None,
+        "user_data": None,
     }
 
 
@@ -83,6 +100,7 @@ class State:
     def __init__(self, initial):
         self.data = initial
         self.tokens = {}  # token -> expiry (monotonic)
+        self.token_instance = {}  # token -> instance number (identity_per_token)
         self.counts = {"token_put": 0, "get": 0, "unauthorized": 0, "redirected": 0, "by_path": {}}
         self.faults = []
         self.credentials = None
@@ -114,6 +132,9 @@ STATE = None
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate sends: without TCP_NODELAY, Nagle
+    # holds the body until the client's delayed ACK (~40 ms per answer).
+    disable_nagle_algorithm = True
     server_version = "EC2ws"
     sys_version = ""
 
@@ -255,9 +276,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/_fake/"):
             return self.control()
-        if not self.path.startswith("/latest/"):
+        m = re.match(r"/(latest|\d{4}-\d{2}-\d{2})/", self.path)
+        if not m:
             return self.not_found()
-        path = self.path[len("/latest/"):]
+        path = self.path[m.end():]
         with LOCK:
             STATE.counts["get"] += 1
             STATE.counts["by_path"][path] = STATE.counts["by_path"].get(path, 0) + 1
@@ -271,14 +293,36 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(401, "")
         if path == "api/token":
             return self.reply(405, "")
+        self.token = token
         self.serve(path)
 
     def serve(self, path):
         with LOCK:
             d = STATE.data
             if path == "dynamic/instance-identity/document":
+                ident = d["identity"]
+                if d.get("identity_per_token"):
+                    # Many instances behind one fake (the scale-out bench):
+                    # each token is an instance of its own.
+                    n = STATE.token_instance.setdefault(self.token, len(STATE.token_instance) + 1)
+                    ident = dict(ident, instanceId="i-%017x" % n)
                 # AWS pretty-prints with " : " separators.
-                return self.reply(200, json.dumps(d["identity"], indent=2, separators=(",", " : ")))
+                return self.reply(200, json.dumps(ident, indent=2, separators=(",", " : ")))
+            if path == "dynamic/instance-identity" or path == "dynamic/instance-identity/":
+                return self.reply(200, "document")
+            if path == "user-data":
+                ud = d.get("user_data")
+                if ud is None:
+                    return self.not_found()
+                return self.reply(200, ud, "application/octet-stream")
+            if path == "meta-data/spot/instance-action":
+                if not d.get("spot_instance_action"):
+                    return self.not_found()
+                return self.reply(200, json.dumps(d["spot_instance_action"]))
+            if path == "meta-data/autoscaling/target-lifecycle-state":
+                if not d.get("target_lifecycle_state"):
+                    return self.not_found()
+                return self.reply(200, d["target_lifecycle_state"])
             if path.startswith("meta-data/tags/instance"):
                 if not d.get("tags_enabled", True):
                     return self.not_found()
@@ -318,6 +362,7 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--state", help="JSON merged over the default state")
+    ap.add_argument("--user-data", help="a file served as user-data")
     a = ap.parse_args()
     st = default_state()
     if a.state:
@@ -327,6 +372,9 @@ def main():
                     st[k].update(v)
                 else:
                     st[k] = v
+    if a.user_data:
+        with open(a.user_data, "rb") as f:
+            st["user_data"] = f.read()
     STATE = State(st)
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True

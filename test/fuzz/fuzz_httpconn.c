@@ -1,11 +1,14 @@
 /* libFuzzer target over the health server's request handling: the input
- * is fed in pieces whose sizes come from its first bytes, so splits at
- * every position get explored; a response must always be well formed. */
+ * is fed in pieces whose sizes come from its first byte, so splits at
+ * every position get explored; a response must always be well formed.
+ * Odd first bytes drive it as the server does: at most
+ * HTTPCONN_MAX_ANSWERS_PER_FEED answers per feed, the unused rest fed
+ * again; a feed must use all its input unless it stopped at that limit. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "httpconn.h"
+#include "server/httpconn.h"
 
 static void route(void *ud, const char *path, HttpReply *r) {
         (void) ud;
@@ -16,10 +19,31 @@ static void route(void *ud, const char *path, HttpReply *r) {
         }
 }
 
+/* Feeds piece as health.c does; returns true to close. */
+static bool feed_bounded(HttpConn *c, const char *piece, size_t n, Buf *out) {
+        size_t off = 0;
+        while (off < n) {
+                unsigned before = c->requests;
+                size_t used;
+                bool close = httpconn_feed(c, piece + off, n - off, out, &used);
+                if (used > n - off)
+                        abort();
+                if (close)
+                        return true;
+                if (off + used < n && c->requests - before != HTTPCONN_MAX_ANSWERS_PER_FEED)
+                        abort();
+                if (c->requests - before > HTTPCONN_MAX_ANSWERS_PER_FEED)
+                        abort();
+                off += used;
+        }
+        return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 2)
                 return 0;
-        size_t step = (size_t) data[0] % 64 + 1;
+        bool bounded = data[0] & 1;
+        size_t step = (size_t) (data[0] >> 1) % 64 + 1;
         data++, size--;
         HttpConn c;
         Buf out = {0};
@@ -29,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 /* A private copy, so reads past n are caught by ASan. */
                 char *piece = malloc(n);
                 memcpy(piece, data + off, n);
-                bool close = httpconn_feed(&c, piece, n, &out);
+                bool close = bounded ? feed_bounded(&c, piece, n, &out) : httpconn_feed(&c, piece, n, &out, NULL);
                 free(piece);
                 if (close)
                         break;

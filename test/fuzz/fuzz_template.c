@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "template.h"
+#include "env/template.h"
 
 static int lookup(void *ud, TemplateSource s, const char *key, const char **v, const char **reason) {
         (void) ud;

@@ -4,7 +4,7 @@ set -euo pipefail
 
 ANB_AGENT=${ANB_AGENT:?ANB_AGENT must name the binary under test}
 SRC=${ANB_SRCDIR:?}
-WORK=$(mktemp -d /tmp/anb-it.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/anb-it.XXXXXX")
 chmod 0755 "$WORK"
 _cleanups=()
 

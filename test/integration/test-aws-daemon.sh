@@ -20,7 +20,7 @@ credentials_refresh = 80
 CONF
 A=("$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf")
 agent_start
-grep -qx "DB_PASSWORD='first-S3cret'" "$ROOT/srv/anb/.env" || fail "secret not rendered"
+grep -qx "DB_PASSWORD='first-S3cret'" "$ENV_FILE" || fail "secret not rendered"
 status=$("${A[@]}" status)
 assert_contains "$status" "credentials  role anb-instance-role, expire in 0h01m" "credentials in status"
 assert_contains "$status" "2 calls (2 in the last render)" "AWS calls per render"
@@ -33,7 +33,7 @@ nginx=$(unit_prop nginx.service MainPID)
 redis=$(unit_prop redis-server.service MainPID)
 aws_ctl state '{"secrets": {"anb/db": {"password": "second-S3cret"}}}' >/dev/null
 t0=$(date +%s%3N)
-rotated() { grep -qx "DB_PASSWORD='second-S3cret'" "$ROOT/srv/anb/.env"; }
+rotated() { grep -qx "DB_PASSWORD='second-S3cret'" "$ENV_FILE"; }
 wait_for 15 rotated || fail "rotation not picked up: $(agent_log | tail -5)"
 echo "measured: rotated secret in the .env after $(($(date +%s%3N) - t0)) ms (refresh = 10 s ± 10 %)"
 newapi() { [ "$(unit_prop anb-api.service MainPID)" != "$api" ] && [ "$(unit_prop anb-api.service ActiveState)" = active ]; }
@@ -53,7 +53,7 @@ kept() { agent_log | grep -q "cannot refresh the role credentials: .*the current
 wait_for 40 kept || fail "no warning: $(agent_log | grep -i cred)"
 # Meanwhile AWS values still resolve with the credentials in hand.
 aws_ctl state '{"secrets": {"anb/db": {"password": "third-S3cret"}}}' >/dev/null
-third() { grep -qx "DB_PASSWORD='third-S3cret'" "$ROOT/srv/anb/.env"; }
+third() { grep -qx "DB_PASSWORD='third-S3cret'" "$ENV_FILE"; }
 wait_for 15 third || fail "no render with the kept credentials: $(agent_log | tail -5)"
 assert_contains "$("${A[@]}" status)" "last refresh failed" "status says so"
 step "IMDS back: refreshed again"
@@ -78,6 +78,6 @@ for c in json.load(sys.stdin):
         print(c[k])' >"$WORK/creds.txt"
 printf '%s\n' first-S3cret second-S3cret third-S3cret >>"$WORK/creds.txt"
 grep -qFf "$WORK/creds.txt" "$WORK/surface.txt" && fail "leaked: $(grep -oFf "$WORK/creds.txt" "$WORK/surface.txt" | head -2)"
-grep -qFf <(grep -v S3cret "$WORK/creds.txt") "$ROOT/srv/anb/.env" && fail "credentials in the .env"
+grep -qFf <(grep -v S3cret "$WORK/creds.txt") "$ENV_FILE" && fail "credentials in the .env"
 echo "checked $(wc -l <"$WORK/creds.txt") credential and secret values against $(wc -c <"$WORK/surface.txt") bytes of output"
 echo OK

@@ -89,4 +89,15 @@ aws_ctl state '{"deny": ["ec2:DescribeTags"]}' >/dev/null
 capture "$ANB_AGENT" --config "$WORK/one.conf" render
 assert_eq "$rc" 77 "exit code"
 assert_contains "$out" "ec2:DescribeTags on i-0123456789abcdef0 denied for role anb-instance-role (UnauthorizedOperation)" "EC2 error"
+
+step "DescribeTags repeating its NextToken: paging stops, the render fails clearly, the old .env stays"
+aws_ctl state '{"deny": [], "repeat_next_token": true}' >/dev/null
+aws_ctl reset '{}' >/dev/null
+cp "$WORK/app/.env" "$WORK/tags.env"
+capture timeout 20 "$ANB_AGENT" --config "$WORK/one.conf" render
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "render with a repeating NextToken: rc=$rc"
+assert_contains "$out" "returned the same NextToken twice" "repeated token named"
+assert_eq "$(aws_stat 's["calls"].get("ec2.DescribeTags")')" 2 "stopped at the first repeat"
+cmp -s "$WORK/app/.env" "$WORK/tags.env" || fail ".env changed"
+aws_ctl state '{"repeat_next_token": false}' >/dev/null
 echo OK

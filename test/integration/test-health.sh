@@ -18,7 +18,8 @@ H=127.0.0.1:8081
 probe() { /usr/bin/python3 "$SRC/test/alb_probe.py" "$@"; }
 
 step "while bootstrap waits for IMDS, /health says starting (503)"
-imds_ctl fault '{"kind": "slow", "delay_ms": 1500, "path": "api/token"}' >/dev/null
+# count 2: the agent has two IMDS clients (rendering, and the spot/ASG poll).
+imds_ctl fault '{"kind": "slow", "delay_ms": 1500, "path": "api/token", "count": 2}' >/dev/null
 systemctl --user start --no-block anb-agent.service
 listening() { probe once $H /health/live >/dev/null 2>&1; }
 wait_for 5 listening || fail "health port not bound"
@@ -41,8 +42,10 @@ ms=$(probe until $H 200 15) || fail "not healthy again: $(agent_log | tail -5)"
 echo "measured: healthy again $ms ms later (start_limit_retry = 2 s)"
 
 step "the app check: a stopped gunicorn fails it while its unit is still active"
-pids=$(systemctl --user show -P ControlGroup anb-api.service)
-api_pids=$(cat /sys/fs/cgroup"$pids"/cgroup.procs 2>/dev/null || pgrep -f "gunicorn")
+# This run's gunicorn only (its master and workers): another run may share
+# the PID namespace.
+main_pid=$(systemctl --user show -P MainPID anb-api.service)
+api_pids="$main_pid $(pgrep -P "$main_pid" | tr '\n' ' ')"
 kill -STOP $api_pids
 ms=$(probe until $H 503 10) || fail "app check did not fail"
 assert_contains "$(probe once $H)" '"failing":["app"]' "app check named"

@@ -11,7 +11,7 @@ app_setup "$WORK/root" "$IMDS_URL" user
 echo 'DB_PASSWORD=${tag:db-password}' >>"$ROOT/etc/anb-agent/env.tmpl"
 A=("$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf")
 agent_start
-grep -q "^DB_PASSWORD='$SECRET'$" "$ROOT/srv/anb/.env" || fail "secret not rendered"
+grep -q "^DB_PASSWORD='$SECRET'$" "$ENV_FILE" || fail "secret not rendered"
 
 step "anb-agent reload applies a changed tag and prints key names and restarted units"
 api_pid=$(unit_prop anb-api.service MainPID)
@@ -33,7 +33,7 @@ step "systemctl reload runs the same (ExecReload=anb-agent reload)"
 imds_ctl state "$(tags canary)" >/dev/null
 systemctl --user reload anb-agent.service
 grep -q "changed keys:   APP_ENV" "$ROOT/agent.log" || fail "ExecReload output: $(tail -5 "$ROOT/agent.log")"
-grep -q "^APP_ENV='canary'$" "$ROOT/srv/anb/.env" || fail "not applied"
+grep -q "^APP_ENV='canary'$" "$ENV_FILE" || fail "not applied"
 [ "$(unit_prop anb-api.service MainPID)" != "$api_pid" ] || fail "api not restarted by systemctl reload"
 
 step "concurrent reloads are coalesced, each caller gets an answer"
@@ -59,13 +59,13 @@ assert_contains "$("${A[@]}" status)" "healthy" "still healthy"
 step "a reload that cannot render reports every problem and keeps the .env"
 cp "$ROOT/etc/anb-agent/env.tmpl" "$WORK/good.tmpl"
 printf 'X=${tag:nope1}\nY=${tag:nope2}\n' >>"$ROOT/etc/anb-agent/env.tmpl"
-cp "$ROOT/srv/anb/.env" "$WORK/before.env"
+cp "$ENV_FILE" "$WORK/before.env"
 capture "${A[@]}" reload
 [ "$rc" -ne 0 ] || fail "a reload with missing values succeeded"
 assert_contains "$out" "tag 'nope1' has no value and no default" "first problem"
 assert_contains "$out" "tag 'nope2' has no value and no default" "second problem"
 assert_contains "$("${A[@]}" status)" "nope1" "status keeps the last error"
-cmp -s "$ROOT/srv/anb/.env" "$WORK/before.env" || fail ".env changed"
+cmp -s "$ENV_FILE" "$WORK/before.env" || fail ".env changed"
 cp "$WORK/good.tmpl" "$ROOT/etc/anb-agent/env.tmpl"
 "${A[@]}" reload >/dev/null || fail "reload after fixing the template"
 
@@ -77,14 +77,14 @@ json=$("${A[@]}" status --json)
 import json, sys
 s = json.loads(sys.argv[1])
 assert s["state"] == "healthy" and s["role"] == "web" and s["draining"] is False, s
-assert [u["name"] for u in s["units"]] == ["redis-server.service", "anb-api.service", "nginx.service"], s["units"]
-assert all(u["active_state"] == "active" and u["main_pid"] > 0 for u in s["units"]), s["units"]
+assert [u["name"] for u in s["units"]] == ["redis-server.service", "anb-api.socket", "anb-api.service", "nginx.service"], s["units"]
+assert all(u["active_state"] == "active" and (u["main_pid"] > 0 or u["name"].endswith(".socket")) for u in s["units"]), s["units"]
 assert s["health"]["status"] == 200 and s["env"]["revision"] >= 3, s
 print("status --json ok, env r%d" % s["env"]["revision"])
 PY
 rev=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])["env"]["revision"])' "$json")
 sys_status=$(systemctl --user status anb-agent.service)
-assert_contains "$sys_status" "Status: \"healthy · web · 3/3 units active · env r$rev" "STATUS= line"
+assert_contains "$sys_status" "Status: \"healthy · web · 4/4 units active · env r$rev" "STATUS= line"
 assert_contains "$text" "env          r$rev," "text status revision"
 
 step "drain flips /health to 503 and back"
@@ -120,7 +120,7 @@ for t in $(imds_ctl tokens | /usr/bin/python3 -c 'import json,sys; print("\n".jo
 	grep -qF "$t" "$WORK/surface.txt" && fail "an IMDS token leaked"
 done
 grep -q '"/' <(curl -s 127.0.0.1:8081/health) && fail "a path in /health"
-assert_eq "$(stat -c %a "$ROOT/srv/anb/.env")" 640 ".env mode"
+assert_eq "$(stat -c %a "$ENV_FILE")" 640 ".env mode"
 
 step "a hung loop (SIGSTOP) is restarted by systemd's watchdog"
 mkdir -p "$ANB_UNIT_DIR/anb-agent.service.d"

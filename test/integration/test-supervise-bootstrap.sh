@@ -20,13 +20,27 @@ for u in redis-server anb-api anb-worker nginx; do
 	echo "measured: $u start (inactive → active) $(((te - ts) / 1000)) ms"
 done
 
-step "units started in the configured order, each after the previous job finished"
-prev=0
-for u in redis-server anb-api anb-worker nginx; do
-	t=$(unit_prop $u.service InactiveExitTimestampMonotonic)
-	[ "$t" -gt "$prev" ] || fail "$u started before the unit before it"
-	prev=$(unit_prop $u.service ActiveEnterTimestampMonotonic)
+step "units started in the order of their After= (jobs queued together, ordered by systemd)"
+# redis before api and worker (Before= in its drop-in), the API's socket
+# before the API and before nginx (After= in nginx's drop-in: nginx never
+# waits for gunicorn); worker does not wait for api.
+started() { unit_prop "$1" InactiveExitTimestampMonotonic; }
+active() { unit_prop "$1" ActiveEnterTimestampMonotonic; }
+for pair in redis-server.service:anb-api.service redis-server.service:anb-worker.service \
+	anb-api.socket:anb-api.service anb-api.socket:nginx.service redis-server.service:nginx.service; do
+	first=${pair%%:*} then=${pair##*:}
+	[ "$(started "$then")" -ge "$(active "$first")" ] || fail "$then started before $first was active"
 done
+api=anb-api.service worker=anb-worker.service
+echo "measured: worker started $((($(started $worker) - $(started $api)) / 1000)) ms after api (api active after $((($(active $api) - $(started $api)) / 1000)) ms)"
+ready=$(unit_prop anb-agent.service ActiveEnterTimestampMonotonic)
+last=0
+for u in redis-server.service anb-api.socket anb-api.service anb-worker.service nginx.service; do
+	t=$(active $u)
+	[ "$t" -gt "$last" ] && last=$t
+done
+first=$(started redis-server.service)
+echo "measured: units' critical path (redis start → last unit active) $(((last - first) / 1000)) ms; READY $(((ready - last) / 1000)) ms after the last unit"
 
 step "the app, through nginx, shows values from the rendered .env"
 settings=$(curl -sf 127.0.0.1:8080/settings)
@@ -42,7 +56,7 @@ assert_contains "$res" '"app_env":"staging"' "worker saw the .env"
 
 step "systemctl status tells the story in one line"
 status=$(systemctl --user status anb-agent.service)
-assert_contains "$status" 'Status: "healthy · both · 4/4 units active · env r1' "STATUS="
+assert_contains "$status" 'Status: "healthy · both · 5/5 units active · env r1' "STATUS="
 
 step "SIGTERM ends the agent, not the app"
 systemctl --user stop anb-agent.service

@@ -26,7 +26,7 @@ wait_for 60 restarted || fail "no restart line: $(agent_log | tail -5)"
 echo "measured: reload → units restarted in $(($(date +%s%3N) - t0)) ms"
 agent_log | grep -q "reload: .env changed (r2): APP_ENV" || fail "changed keys not named: $(agent_log | tail -5)"
 agent_log | grep "reload: .env changed" | grep -q production && fail "a value reached the log"
-grep -q "^APP_ENV='production'$" "$ROOT/srv/anb/.env" || fail ".env not rendered"
+grep -q "^APP_ENV='production'$" "$ENV_FILE" || fail ".env not rendered"
 
 after=$(pids)
 for u in nginx redis-server; do

@@ -9,18 +9,18 @@ start_imds '{"tags": {"Name": "anb-web-1", "anb:role": "web", "anb:env": "stagin
 app_setup "$WORK/root" "$IMDS_URL" user
 A=("$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf")
 agent_start
-cp "$ROOT/srv/anb/.env" "$WORK/good.env"
+cp "$ENV_FILE" "$WORK/good.env"
 
 step "as after a reboot: everything stopped, IMDS failing"
 systemctl --user stop anb-agent.service nginx.service anb-api.service redis-server.service
 imds_ctl fault '{"kind": "status", "status": 500, "count": 1000000, "path": ""}' >/dev/null
 : >"$ROOT/agent.log"
 agent_start
-agent_log | grep -q "starting the units with the last good $ROOT/srv/anb/.env" || fail "no fallback: $(agent_log | tail -5)"
-for u in redis-server anb-api nginx; do assert_eq "$(unit_prop $u.service ActiveState)" active "$u"; done
+agent_log | grep -q "starting the units with the last good $ENV_FILE" || fail "no fallback: $(agent_log | tail -5)"
+for u in redis-server anb-api nginx; do assert_eq "$(unit_prop $u.service ActiveState)" active "$u: $(agent_log | tail -20)"; done
 assert_contains "$(curl -sf 127.0.0.1:8080/settings)" '"APP_ENV":"staging"' "app serves the last good values"
-cmp -s "$ROOT/srv/anb/.env" "$WORK/good.env" || fail ".env changed"
-assert_contains "$("${A[@]}" status)" "the last good $ROOT/srv/anb/.env from a previous run; rendering fails" "status"
+cmp -s "$ENV_FILE" "$WORK/good.env" || fail ".env changed"
+assert_contains "$("${A[@]}" status)" "the last good $ENV_FILE from a previous run; rendering fails" "status"
 assert_contains "$(systemctl --user status anb-agent.service)" "env: last good from a previous run, render failing" "STATUS="
 assert_eq "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:8081/health)" 200 "healthy on the last good .env"
 
@@ -34,7 +34,7 @@ assert_contains "$("${A[@]}" status)" "env          r1," "status current again"
 
 step "no .env at all and IMDS failing: the agent waits (no units with nothing)"
 systemctl --user stop anb-agent.service nginx.service anb-api.service redis-server.service
-rm "$ROOT/srv/anb/.env"
+rm "$ENV_FILE"
 imds_ctl fault '{"kind": "status", "status": 500, "count": 1000000, "path": ""}' >/dev/null
 systemctl --user start --no-block anb-agent.service
 waiting() { (systemctl --user status anb-agent.service || true) | grep -q "waiting to render the .env"; }

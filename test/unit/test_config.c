@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "config.h"
+#include "env/config.h"
 #include "testutil.h"
 
 static int load(const char *text, Config **c, char **err, char **path_out) {
@@ -29,12 +29,15 @@ START_TEST(test_config_defaults_and_pinned_keys) {
         ck_assert_str_eq(c->health_listen, "0.0.0.0:8081");
         ck_assert_str_eq(c->control_socket, "/run/anb-agent/control.sock");
         ck_assert_int_eq(c->env_mode, 0640);
+        ck_assert_str_eq(c->env_output, "/var/lib/anb-agent/.env");
+        ck_assert_int_eq(c->env_uid, 0);
+        ck_assert_int_eq(c->env_gid, 0);
         ck_assert_int_eq(c->bus, BUS_SYSTEM);
         ck_assert(!c->imds_disabled);
         config_free(c);
 
         const char *full = "[imds]\nendpoint = http://127.0.0.1:1338/\ntoken_ttl = 60\n"
-                           "[env]\ntemplate = /t\noutput = /o/.env\nowner = app\ngroup = app\nmode = 0600\n"
+                           "[env]\ntemplate = /t\noutput = /o/.env\nowner = nobody\ngroup = nogroup\nmode = 0600\n"
                            "format = dotenv\n"
                            "[systemd]\nbus = user\n"
                            "[units]\nmanage = redis-server.service anb-api.service nginx.service\n"
@@ -45,6 +48,9 @@ START_TEST(test_config_defaults_and_pinned_keys) {
         ck_assert_str_eq(c->imds_endpoint, "http://127.0.0.1:1338");
         ck_assert_uint_eq(c->imds_token_ttl, 60);
         ck_assert_int_eq(c->env_mode, 0600);
+        ck_assert_int_eq(c->env_uid, 65534);
+        ck_assert_int_eq(c->env_gid, 65534);
+        ck_assert_str_eq(c->env_owner, "nobody");
         ck_assert_int_eq(c->env_format, ENV_FORMAT_DOTENV);
         ck_assert_int_eq(c->bus, BUS_USER);
         ck_assert_uint_eq(strv_length(c->units.manage), 3);
@@ -97,7 +103,26 @@ static const struct {
         {"[units]\nmanage = nginx\n", 2, "'nginx' is not a unit name (e.g. nginx.service)"},
         {"[units]\nwatch = nginx.service\n", 2, "unknown key 'watch' in a [units] section"},
         {"[units.]\nmanage = a.service\n", 2, "[units.] needs a role name, e.g. [units.web]"},
-        {"[health]\nlisten = 1\nport = 2\n", 3, "unknown key 'port' in [health]"},
+        {"[health]\nlisten = 127.0.0.1:1\nport = 2\n", 3, "unknown key 'port' in [health]"},
+        {"[health]\nlisten = localhost:8081\n", 2,
+         "[health] listen must be ADDR:PORT with a numeric address (0.0.0.0:8081, [::]:8081) and a port from 1 "
+         "to 65535, not 'localhost:8081'"},
+        {"[health]\nlisten = 0.0.0.0:0\n", 2,
+         "[health] listen must be ADDR:PORT with a numeric address (0.0.0.0:8081, [::]:8081) and a port from 1 "
+         "to 65535, not '0.0.0.0:0'"},
+        {"\n[health]\nlisten = 8081\n", 3,
+         "[health] listen must be ADDR:PORT with a numeric address (0.0.0.0:8081, [::]:8081) and a port from 1 "
+         "to 65535, not '8081'"},
+        {"[health]\nlisten = 127.0.0.1:65536\n", 2,
+         "[health] listen must be ADDR:PORT with a numeric address (0.0.0.0:8081, [::]:8081) and a port from 1 "
+         "to 65535, not '127.0.0.1:65536'"},
+        {"[health]\nlisten = ::1:8081\n", 2,
+         "[health] listen must be ADDR:PORT with a numeric address (0.0.0.0:8081, [::]:8081) and a port from 1 "
+         "to 65535, not '::1:8081'"},
+        {"[env]\nmode = 0600\nowner = no-such-user-anb\n", 3,
+         "[env] owner 'no-such-user-anb' is not a user on this system"},
+        {"[env]\ngroup = no-such-group-anb\n", 2, "[env] group 'no-such-group-anb' is not a group on this system"},
+        {"[env]\nowner = -1\n", 2, "[env] owner '-1' is not a user on this system"},
         {"[env]\nthis is not ini\n", 2, "not a [section], key = value, or comment line"},
 };
 
@@ -111,6 +136,24 @@ START_TEST(test_config_errors_name_file_and_line) {
                 ck_assert_msg(err && streq(err, want), "case %zu: got [%s] want [%s]", i, err, want);
                 free(err);
         }
+}
+END_TEST
+
+START_TEST(test_config_listen_and_numeric_owner_accepted) {
+        Config *c = NULL;
+        char *err = NULL, *path;
+        static const char *const good[] = {"[::]:8081", "[::1]:1", "127.0.0.1:65535", "0.0.0.0:8081"};
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_free_ char *text = strdup_printf("[health]\nlisten = %s\n", good[i]);
+                ck_assert_msg(load(text, &c, &err, &path) == 0, "%s: %s", good[i], err);
+                ck_assert_str_eq(c->health_listen, good[i]);
+                config_free(c);
+        }
+        ck_assert_int_eq(load("[env]\nowner = 1234\ngroup = 4321\n", &c, &err, &path), 0);
+        ck_assert_int_eq(c->env_uid, 1234);
+        ck_assert_int_eq(c->env_gid, 4321);
+        config_free(c);
+        free(err);
 }
 END_TEST
 
@@ -133,12 +176,14 @@ START_TEST(test_config_missing_file) {
 }
 END_TEST
 
+TEST_SUITE(suite_config)
 Suite *suite_config(void) {
         Suite *s = suite_create("config");
         TCase *tc = tcase_create("load");
         tcase_add_test(tc, test_config_defaults_and_pinned_keys);
         tcase_add_test(tc, test_config_environment_overrides_endpoint);
         tcase_add_test(tc, test_config_errors_name_file_and_line);
+        tcase_add_test(tc, test_config_listen_and_numeric_owner_accepted);
         tcase_add_test(tc, test_config_restart_unit_must_be_managed);
         tcase_add_test(tc, test_config_missing_file);
         suite_add_tcase(s, tc);

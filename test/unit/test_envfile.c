@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "envfile.h"
+#include "env/envfile.h"
 #include "testutil.h"
 
 static const struct {
@@ -210,6 +210,7 @@ START_TEST(test_envfile_enospc_keeps_old_file_and_leaves_no_temp) {
 }
 END_TEST
 
+TEST_SUITE(suite_envfile)
 Suite *suite_envfile(void) {
         Suite *s = suite_create("envfile");
         TCase *tc = tcase_create("quote");

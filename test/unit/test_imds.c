@@ -4,9 +4,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "imds.h"
-#include "resolve.h"
+#include "basic/util.h"
+#include "loop/http.h"
+#include "aws/imds.h"
+#include "render/resolve.h"
 #include "testutil.h"
 
 typedef struct Env {
@@ -59,7 +60,7 @@ static void on_got(const ImdsResult *r, void *ud) {
 
 static Got get(Env *e, const char *path) {
         Got g = {0};
-        ck_assert_int_eq(imds_get(e->imds, path, on_got, &g), 0);
+        ck_assert_int_eq(imds_get(e->imds, path, on_got, &g, NULL), 0);
         while (g.calls == 0)
                 uv_run(&e->loop, UV_RUN_ONCE);
         ck_assert_int_eq(g.calls, 1);
@@ -199,7 +200,7 @@ START_TEST(test_imds_unreachable_endpoint_fails_with_hint) {
         ImdsOptions o = {.endpoint = "http://127.0.0.1:9", .attempts = 2, .backoff_ms = 10};
         ck_assert_int_eq(imds_client_new(&loop, http, &o, &imds), 0);
         Got g = {0};
-        ck_assert_int_eq(imds_get(imds, "meta-data/instance-id", on_got, &g), 0);
+        ck_assert_int_eq(imds_get(imds, "meta-data/instance-id", on_got, &g, NULL), 0);
         while (!g.calls)
                 uv_run(&loop, UV_RUN_ONCE);
         ck_assert_int_eq(g.error, -ECONNREFUSED);
@@ -229,25 +230,6 @@ START_TEST(test_imds_redirects_not_followed_and_proxy_env_ignored) {
 }
 END_TEST
 
-START_TEST(test_backoff_delay_doubles_with_jitter_up_to_cap) {
-        uint64_t rng = 12345;
-        for (unsigned attempt = 1; attempt <= 12; attempt++) {
-                uint64_t full = 100ULL << (attempt - 1);
-                if (full > 5000)
-                        full = 5000;
-                uint64_t lo = UINT64_MAX, hi = 0;
-                for (int i = 0; i < 200; i++) {
-                        uint64_t d = backoff_delay(&rng, attempt, 100, 5000);
-                        ck_assert_uint_ge(d, full / 2);
-                        ck_assert_uint_le(d, full);
-                        lo = d < lo ? d : lo;
-                        hi = d > hi ? d : hi;
-                }
-                ck_assert_msg(hi > lo, "attempt %u: no jitter", attempt);
-        }
-}
-END_TEST
-
 typedef struct Creds {
         int error;
         char message[512];
@@ -267,7 +249,7 @@ START_TEST(test_imds_role_credentials_fetched_and_parsed) {
         Env e;
         env_start(&e, NULL, 0, 0, 0);
         Creds x = {0};
-        ck_assert_int_eq(imds_fetch_credentials(e.imds, on_creds, &x), 0);
+        ck_assert_int_eq(imds_fetch_credentials(e.imds, on_creds, &x, NULL), 0);
         while (!x.done)
                 uv_run(&e.loop, UV_RUN_ONCE);
         ck_assert_int_eq(x.error, 0);
@@ -279,22 +261,12 @@ START_TEST(test_imds_role_credentials_fetched_and_parsed) {
 
         env_start(&e, "{\"credentials_code\": \"Failed\"}", 0, 0, 0);
         x = (Creds) {0};
-        ck_assert_int_eq(imds_fetch_credentials(e.imds, on_creds, &x), 0);
+        ck_assert_int_eq(imds_fetch_credentials(e.imds, on_creds, &x, NULL), 0);
         while (!x.done)
                 uv_run(&e.loop, UV_RUN_ONCE);
         ck_assert_int_eq(x.error, -EACCES);
         ck_assert_str_eq(x.message, "IMDS reports Code=Failed for role anb-instance-role's credentials");
         env_stop(&e);
-}
-END_TEST
-
-START_TEST(test_imds_iso8601) {
-        time_t t;
-        ck_assert_int_eq(parse_iso8601_utc("2026-11-22T21:00:00Z", &t), 0);
-        ck_assert_int_eq(t, 1795381200);
-        ck_assert_int_eq(parse_iso8601_utc("2026-11-22T21:00:00.123Z", &t), 0);
-        ck_assert_int_eq(parse_iso8601_utc("2026-11-22 21:00:00", &t), -EINVAL);
-        ck_assert_int_eq(parse_iso8601_utc("2026-11-22T21:00:00+01:00", &t), -EINVAL);
 }
 END_TEST
 
@@ -312,7 +284,7 @@ static Resolver *resolve(Env *e, const char *tmpl) {
         char *err = NULL;
         Resolver *r = NULL;
         ck_assert_int_eq(template_parse("t", tmpl, strlen(tmpl), &t, &err), 0);
-        ck_assert_int_eq(resolver_new(e->imds, NULL, NULL, NULL, &r), 0);
+        ck_assert_int_eq(resolver_new(&e->loop, e->imds, NULL, NULL, NULL, &r), 0);
         ck_assert_int_eq(resolver_want_template(r, t), 0);
         Resolved d = {0};
         ck_assert_int_eq(resolver_start(r, on_resolved, &d), 0);
@@ -337,6 +309,27 @@ START_TEST(test_resolver_fetches_each_key_once_with_one_token) {
         /* token, identity document, tag list, 2 tags, 1 meta-data path. */
         ck_assert_int_eq(fake_count(&e.fake, "token_put"), 1);
         ck_assert_int_eq(fake_count(&e.fake, "get"), 5);
+        resolver_free(r);
+        env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_resolver_runs_at_most_8_requests_at_once) {
+        Env e;
+        env_start(&e, NULL, 0, 0, 0);
+        Buf t = {0};
+        for (int i = 0; i < 20; i++)
+                buf_printf(&t, "K%d=${imds:k%d:-x}\n", i, i);
+        buf_puts(&t, "A=${identity:region}\nT=${tag:Name}\n");
+        Resolver *r = resolve(&e, t.data);
+        const char *v, *why;
+        ck_assert_int_eq(resolver_lookup(r, SOURCE_TAG, "Name", &v, &why), 0);
+        ck_assert_int_eq(resolver_lookup(r, SOURCE_IDENTITY, "region", &v, &why), 0);
+        /* 20 paths, the identity document, the tag list, one tag. */
+        ck_assert_int_eq(fake_count(&e.fake, "get"), 23);
+        ck_assert_uint_eq(resolver_peak_in_flight(r), 8);
+        ck_assert_int_eq(fake_count(&e.fake, "token_put"), 1);
+        buf_deinit(&t);
         resolver_free(r);
         env_stop(&e);
 }
@@ -369,6 +362,7 @@ START_TEST(test_resolver_without_aws_secret_and_param_fail_clearly) {
 }
 END_TEST
 
+TEST_SUITE(suite_imds)
 Suite *suite_imds(void) {
         Suite *s = suite_create("imds");
         TCase *tc = tcase_create("client");
@@ -385,12 +379,11 @@ Suite *suite_imds(void) {
         tcase_add_test(tc, test_imds_unreachable_endpoint_fails_with_hint);
         tcase_add_test(tc, test_imds_role_credentials_fetched_and_parsed);
         tcase_add_test(tc, test_imds_redirects_not_followed_and_proxy_env_ignored);
-        tcase_add_test(tc, test_imds_iso8601);
-        tcase_add_test(tc, test_backoff_delay_doubles_with_jitter_up_to_cap);
         suite_add_tcase(s, tc);
         tc = tcase_create("resolver");
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_resolver_fetches_each_key_once_with_one_token);
+        tcase_add_test(tc, test_resolver_runs_at_most_8_requests_at_once);
         tcase_add_test(tc, test_resolver_tags_disabled_says_so);
         tcase_add_test(tc, test_resolver_without_aws_secret_and_param_fail_clearly);
         suite_add_tcase(s, tc);

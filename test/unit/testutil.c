@@ -13,10 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "basic/util.h"
 
 char *test_tmpdir(void) {
-        char *d = strdup("/tmp/anb-test.XXXXXX");
+        const char *base = getenv("TMPDIR");
+        char *d = strdup_printf("%s/anb-test.XXXXXX", base && *base ? base : "/tmp");
         ck_assert_ptr_nonnull(d);
         ck_assert_ptr_nonnull(mkdtemp(d));
         return d;
@@ -131,19 +132,23 @@ long fake_count(Fake *f, const char *counter) {
         return v;
 }
 
-static void close_walk(uv_handle_t *h, void *arg) {
-        (void) arg;
-        if (!uv_is_closing(h))
-                uv_close(h, NULL);
+static void report_open(uv_handle_t *h, void *arg) {
+        int *n = arg;
+        fprintf(stderr, "handle left open: %s%s\n", uv_handle_type_name(uv_handle_get_type(h)),
+                uv_is_closing(h) ? " (closing)" : "");
+        (*n)++;
 }
 
+/* Nothing is force-closed: a handle a module forgot to close keeps the loop
+ * from closing, and that fails the test (libuv's own tests do the same). */
 void loop_finish(uv_loop_t *loop) {
         uv_run(loop, UV_RUN_DEFAULT);
-        int open_handles = 0;
-        uv_walk(loop, close_walk, NULL);
-        uv_run(loop, UV_RUN_DEFAULT);
-        (void) open_handles;
-        ck_assert_int_eq(uv_loop_close(loop), 0);
+        int r = uv_loop_close(loop);
+        if (r != 0) {
+                int open_handles = 0;
+                uv_walk(loop, report_open, &open_handles);
+                ck_abort_msg("uv_loop_close() = %s: %d handle(s) left open", uv_err_name(r), open_handles);
+        }
 }
 
 char *run_capture(const char *cmd, int *ret_status) {

@@ -8,14 +8,16 @@
 #include <sys/types.h>
 #include <uv.h>
 
-Suite *suite_template(void);
-Suite *suite_envfile(void);
-Suite *suite_config(void);
-Suite *suite_imds(void);
-Suite *suite_httpconn(void);
-Suite *suite_log(void);
+/* Each test file registers its suite with TEST_SUITE(fn) (a constructor),
+ * so adding a file touches no shared list. */
+void test_register_suite(Suite *(*make)(void));
+#define TEST_SUITE(fn)                                                      \
+        Suite *fn(void);                                                    \
+        __attribute__((constructor)) static void register_##fn(void) {     \
+                test_register_suite(fn);                                    \
+        }
 
-/* mkdtemp under /tmp; the caller removes it with rm_rf. */
+/* mkdtemp under $TMPDIR (else /tmp); the caller removes it with rm_rf. */
 char *test_tmpdir(void);
 void rm_rf(const char *path);
 void write_text(const char *path, const char *text);
@@ -36,8 +38,8 @@ long fake_post(Fake *f, const char *what, const char *body);
 /* GET /_fake/stats and return the named counter ("token_put", "get"). */
 long fake_count(Fake *f, const char *counter);
 
-/* Runs the loop until nothing is left, closes every handle and asserts
- * uv_loop_close() == 0. */
+/* Runs the loop until nothing is left and asserts uv_loop_close() == 0,
+ * without closing anything itself: a forgotten handle fails the test. */
 void loop_finish(uv_loop_t *loop);
 
 /* Runs `cmd` with /bin/sh, captures stdout (at most 64 KiB). */

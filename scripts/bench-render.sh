@@ -1,0 +1,94 @@
+#!/bin/bash
+# make bench, render: one `anb-agent render` of the issue's template (4 IMDS
+# values, 2 tags, one secret read for two fields, two SSM parameters)
+# against the seeds' way (scripts/bench-render-seeds.sh: bash, curl and
+# Debian's AWS CLI) writing the same .env from the same fakes, whose AWS
+# side verifies every SigV4 signature.  Medians of N and M process runs,
+# interleaved; prints both times and the ratio.  Numbers only.
+#   scripts/bench-render.sh [/path/to/anb-agent]
+#   BENCH_RENDER_RUNS=20 BENCH_SEEDS_RUNS=3
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export ANB_AGENT=$(realpath "${1:-${ANB_AGENT:-$here/../build/anb-agent}}")
+if [ -z "${ANB_HARNESS_INNER:-}" ]; then
+	exec "$here/../test/harness.sh" "$0" "$ANB_AGENT"
+fi
+. "$here/bench-lib.sh"
+runs=${BENCH_RENDER_RUNS:-20}
+seeds_runs=${BENCH_SEEDS_RUNS:-3}
+
+bench_fakes '{"secrets": {"anb/db": {"username": "anb", "password": "p@ss w0rd $1"}},
+  "params": {"/anb/feature-flags": {"Value": "a,b,c"}, "/anb/api-url": {"Value": "https://api.example.com/v1"}}}'
+mkdir -p "$WORK/agent" "$WORK/seeds" "$WORK/home"
+cat >"$WORK/env.tmpl" <<'TMPL'
+REGION=${identity:region}
+INSTANCE_ID=${identity:instanceId}
+AVAILABILITY_ZONE=${imds:placement/availability-zone}
+INSTANCE_TYPE=${imds:instance-type}
+APP_NAME=${tag:Name}
+APP_ENV=${tag:anb:env}
+DB_USER=${secret:anb/db#username}
+DB_PASSWORD=${secret:anb/db#password}
+FEATURE_FLAGS=${param:/anb/feature-flags}
+API_URL=${param:/anb/api-url}
+TMPL
+cat >"$WORK/agent.conf" <<CONF
+[imds]
+endpoint = $IMDS_URL
+[env]
+template = $WORK/env.tmpl
+output = $WORK/agent/.env
+CONF
+
+# Neither side may find credentials or configuration anywhere but IMDS.
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION
+export HOME=$WORK/home AWS_CONFIG_FILE=$WORK/home/none AWS_SHARED_CREDENTIALS_FILE=$WORK/home/none
+
+agent_render() { AWS_ENDPOINT_URL=$AWS_URL "$ANB_AGENT" "$@" --config "$WORK/agent.conf" render; }
+seeds_render() { "$here/bench-render-seeds.sh" "$IMDS_URL" "$AWS_URL" "$WORK/seeds/.env"; }
+timed() { # CMD...: prints its wall time in us; a failed run prints nothing
+	local t0 t1
+	t0=$(bench_now_us)
+	if ! "$@" >/dev/null 2>"$WORK/stderr"; then
+		cat "$WORK/stderr" >>"$WORK/errors"
+		return 0
+	fi
+	t1=$(bench_now_us)
+	echo $((t1 - t0))
+}
+
+have_cli=1
+[ -x /usr/bin/aws ] && command -v jq >/dev/null || have_cli=
+agent_render 2>/dev/null || true # warm-up: page cache, the fakes' first credentials
+: >"$WORK/t.agent" && : >"$WORK/t.seeds"
+for i in $(seq "$runs"); do
+	timed agent_render >>"$WORK/t.agent"
+	if [ -n "$have_cli" ] && [ "$i" -le "$seeds_runs" ]; then timed seeds_render >>"$WORK/t.seeds"; fi
+done
+
+a=$(bench_median <"$WORK/t.agent")
+echo "render: one .env from $(wc -l <"$WORK/env.tmpl") template lines (4 IMDS values, 2 tags, a secret's 2 fields, 2 SSM"
+echo "parameters), fakes on loopback that verify SigV4; each run a new process, medians, interleaved:"
+printf '  %-52s %10s ms  (%s of %s runs ok)\n' "anb-agent render" "$(bench_ms "$a")" "$(wc -l <"$WORK/t.agent")" "$runs"
+if [ -n "$have_cli" ]; then
+	s=$(bench_median <"$WORK/t.seeds")
+	printf '  %-52s %10s ms  (%s of %s runs ok)\n' "seeds' way: bash + curl + aws CLI $(/usr/bin/aws --version 2>&1 | awk '{print $1}' | cut -d/ -f2)" \
+		"$(bench_ms "$s")" "$(wc -l <"$WORK/t.seeds")" "$seeds_runs"
+	printf '  %-52s %10s x\n' "ratio seeds/agent" "$(bench_ratio "$s" "$a")"
+	if cmp -s "$WORK/agent/.env" "$WORK/seeds/.env"; then
+		echo "  the two .env files are identical ($(wc -c <"$WORK/agent/.env") bytes)"
+	else
+		echo "  the two .env files differ:"
+		diff "$WORK/agent/.env" "$WORK/seeds/.env" | sed 's/^/    /' | sed -E "s/(DB_PASSWORD=).*/\1.../" || true
+	fi
+else
+	echo "  seeds' way: not measured; needs Debian's AWS CLI and jq: apt-get install awscli jq"
+fi
+echo "  one agent render: $(agent_render -v 2>&1 >/dev/null | grep -o '\(IMDS\|AWS\) requests: .*' | paste -sd ';' | sed 's/;/; /');" \
+	"the seeds' way: 7 curl requests and 2 aws CLI processes (each fetching its own token and credentials)"
+echo "  AWS fake: $(curl -s "$AWS_URL/_fake/stats" | jq -c '{signatures_valid, signatures_invalid}' 2>/dev/null)"
+if [ -s "$WORK/errors" ]; then
+	echo "  errors from failed runs (first 5 lines):"
+	head -5 "$WORK/errors" | sed 's/^/    /'
+fi
+bench_done

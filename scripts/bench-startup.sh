@@ -1,0 +1,99 @@
+#!/bin/bash
+# make bench, startup: (1) `systemctl --user start anb-agent` until READY
+# (Type=notify: systemctl returns when the agent has rendered the .env and
+# its managed units are up) against `systemctl --user start` of the same two
+# trivial units directly, median of N interleaved runs on the harness's user
+# manager; (2) `anb-agent --version` against /bin/true, median of M
+# process runs, and the shared libraries each loads.  Numbers only.
+#   scripts/bench-startup.sh [/path/to/anb-agent]
+#   BENCH_STARTUP_RUNS=15 BENCH_EXEC_RUNS=200
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export ANB_AGENT=$(realpath "${1:-${ANB_AGENT:-$here/../build/anb-agent}}")
+if [ -z "${ANB_HARNESS_INNER:-}" ]; then
+	exec "$here/../test/harness.sh" "$0" "$ANB_AGENT"
+fi
+. "$here/bench-lib.sh"
+runs=${BENCH_STARTUP_RUNS:-15}
+exec_runs=${BENCH_EXEC_RUNS:-200}
+
+bench_fakes
+bench_trivial_units
+bench_agent_unit "[imds]
+endpoint = $IMDS_URL
+[env]
+template = $WORK/root/etc/anb-agent/env.tmpl
+output = $WORK/root/srv/anb/.env
+[systemd]
+bus = user
+[units]
+default_role = web
+[units.web]
+manage = bench-a.service bench-b.service
+[health]
+listen = 127.0.0.1:8091
+[control]
+socket = $WORK/root/run/anb-agent/control.sock
+[drain]
+grace = 0"
+printf 'REGION=${identity:region}\nINSTANCE_ID=${identity:instanceId}\n' >"$WORK/root/etc/anb-agent/env.tmpl"
+
+timed() { # CMD...: prints its wall time in us
+	local t0 t1
+	t0=$(bench_now_us)
+	"$@" >/dev/null
+	t1=$(bench_now_us)
+	echo $((t1 - t0))
+}
+stop_all() { systemctl --user stop anb-agent.service bench-a.service bench-b.service; }
+
+# One untimed round of each first: unit files loaded, page cache warm.
+systemctl --user start bench-a.service bench-b.service && stop_all
+systemctl --user start anb-agent.service && stop_all
+: >"$WORK/direct" && : >"$WORK/agent" && : >"$WORK/agent.log"
+for _ in $(seq "$runs"); do
+	timed systemctl --user start bench-a.service bench-b.service >>"$WORK/direct"
+	stop_all
+	rm -f "$WORK/root/srv/anb/.env"
+	timed systemctl --user start anb-agent.service >>"$WORK/agent"
+	[ "$(systemctl --user show -P ActiveState bench-b.service)" = active ] || echo "  (a run ended without bench-b active)"
+	stop_all
+done
+d=$(bench_median <"$WORK/direct")
+a=$(bench_median <"$WORK/agent")
+echo "startup: READY on the harness's systemd --user, median of $runs interleaved runs, load average $(cut -d" " -f1-3 /proc/loadavg)"
+echo "(two trivial Type=exec units; the agent's run adds ExecStartPre check-config and a 2-key IMDS render from the fake,"
+echo "as shipped):"
+printf '  %-58s %8s ms\n' "systemctl --user start bench-a bench-b (direct)" "$(bench_ms "$d")"
+printf '  %-58s %8s ms\n' "systemctl --user start anb-agent (managing both) to READY" "$(bench_ms "$a")"
+printf '  %-58s %8s ms   ratio agent/direct %s\n' "READY overhead (agent - direct)" "$(bench_ms $((a - d)))" "$(bench_ratio "$a" "$d")"
+b=$(grep -o 'bootstrap finished in [0-9]* ms' "$WORK/agent.log" | awk '{print $4 * 1000}' | bench_median)
+printf '  %-58s %8s ms   (its log: render + units, of the above)\n' "the agent's own bootstrap" "$(bench_ms "$b")"
+
+# Process start: fork+exec+exit from this shell, the same for each.  The
+# peers: /bin/true, and an empty main() linked with libcurl alone -- the
+# floor for any program that links libcurl4-openssl (its dependency closure
+# is most of the agent's libraries).  check-config is the unit's
+# ExecStartPre, so it is on the READY path.
+printf 'int main(void) { return 0; }\n' >"$WORK/empty.c"
+have_cc=
+cc -O2 -o "$WORK/empty-curl" "$WORK/empty.c" -Wl,--no-as-needed $(pkg-config --libs libcurl) 2>/dev/null && have_cc=1
+conf=$WORK/root/etc/anb-agent/agent.conf
+: >"$WORK/ver" && : >"$WORK/check" && : >"$WORK/true" && : >"$WORK/curl"
+for _ in $(seq "$exec_runs"); do
+	timed "$ANB_AGENT" --version >>"$WORK/ver"
+	timed "$ANB_AGENT" --config "$conf" check-config >>"$WORK/check"
+	timed /bin/true >>"$WORK/true"
+	[ -z "$have_cc" ] || timed "$WORK/empty-curl" >>"$WORK/curl"
+done
+v=$(bench_median <"$WORK/ver")
+c=$(bench_median <"$WORK/check")
+t=$(bench_median <"$WORK/true")
+echo
+echo "process start: median of $exec_runs runs each, interleaved (fork + exec + exit from bash; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+row() { printf '  %-44s %8s ms  %3s shared libraries   ratio to /bin/true %s\n' "$1" "$(bench_ms "$2")" "$3" "$(bench_ratio "$2" "$t")"; }
+row "anb-agent --version" "$v" "$(ldd "$ANB_AGENT" | wc -l)"
+row "anb-agent check-config (ExecStartPre)" "$c" "$(ldd "$ANB_AGENT" | wc -l)"
+[ -z "$have_cc" ] || row "empty main() linked with libcurl only" "$(bench_median <"$WORK/curl")" "$(ldd "$WORK/empty-curl" | wc -l)"
+row "/bin/true" "$t" "$(ldd /bin/true | wc -l)"
+bench_done
