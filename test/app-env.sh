@@ -108,6 +108,9 @@ unit_prop() { systemctl --user show -P "$2" "$1"; }
 
 agent_start() { systemctl --user start anb-agent.service; }
 
+# The CLI against the running agent (reload, status, drain, ...).
+agent_cli() { "$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf" "$@"; }
+
 agent_log() {
 	if [ "${ANB_AGENT_LOG:-file}" = file ]; then
 		cat "$ROOT/agent.log" 2>/dev/null || true

@@ -615,6 +615,16 @@ static void job_queue(Job *j) {
         UnitsRun *run = j->run;
         j->queued = true;
         j->queued_usec = clock_usec();
+        /* A restart the agent asks for (the .env changed) is not a crash:
+         * it must not spend the unit's start limit (StartLimitBurst=, 5 in
+         * 10 s by default), or a few quick changes leave the API failed
+         * with start-limit-hit and its socket with it.  ResetFailedUnit
+         * resets that counter; queued first on the same connection, systemd
+         * runs it before the restart.  Crash restarts (Restart=) still
+         * count between two of ours. */
+        if (streq(run->method, "RestartUnit"))
+                sd_bus_call_method_async(run->m->bus, NULL, SD_DEST, SD_PATH, SD_MANAGER, "ResetFailedUnit", NULL,
+                                         NULL, "s", j->name);
         int r = sd_bus_call_method_async(run->m->bus, &j->call, SD_DEST, SD_PATH, SD_MANAGER, run->method,
                                          on_job_queued, j, "ss", j->name, "replace");
         if (r < 0)
