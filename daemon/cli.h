@@ -21,6 +21,12 @@ typedef struct CliOptions {
  * Returns 0 or a sysexits code. */
 int cli_load_config(const CliOptions *o, Config **ret);
 
+/* What check-config checks once the configuration is loaded: the
+ * template parses (file:line on error) and the .env's directory is safe.
+ * `run` checks the same before it starts, so the unit needs no
+ * ExecStartPre=.  Returns 0 or a sysexits code. */
+int cli_check_config(const Config *c);
+
 /* Closes every handle left on loop, runs their close callbacks and closes
  * the loop. */
 void cli_close_loop(uv_loop_t *loop);

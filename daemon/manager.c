@@ -611,6 +611,8 @@ int manager_run(Config *config) {
 int verb_run(const CliOptions *o) {
         _cleanup_(config_freep) Config *c = NULL;
         int code = cli_load_config(o, &c);
+        if (!code)
+                code = cli_check_config(c);
         if (code)
                 return code;
         return manager_run(TAKE_PTR(c));

@@ -116,11 +116,7 @@ int verb_render(const CliOptions *opts) {
         return render_once(c, !to_stdout, to_stdout);
 }
 
-int verb_check_config(const CliOptions *opts) {
-        _cleanup_(config_freep) Config *c = NULL;
-        int code = cli_load_config(opts, &c);
-        if (code)
-                return code;
+int cli_check_config(const Config *c) {
         _cleanup_free_ char *err = NULL;
         _cleanup_(template_freep) Template *t = NULL;
         int r = render_load_template(c, &t, &err);
@@ -129,4 +125,12 @@ int verb_check_config(const CliOptions *opts) {
                 return r == -ENOMEM ? EX_OSERR : EX_CONFIG;
         }
         return check_output_dir(c);
+}
+
+int verb_check_config(const CliOptions *opts) {
+        _cleanup_(config_freep) Config *c = NULL;
+        int code = cli_load_config(opts, &c);
+        if (code)
+                return code;
+        return cli_check_config(c);
 }

@@ -51,8 +51,8 @@ bench_fakes() {
 }
 
 # The shipped units/anb-agent.service, converted for the user manager by
-# scripts/user-units.sh (Type=notify, ExecStartPre check-config,
-# WatchdogSec= as shipped), with its configuration under $WORK/root.
+# scripts/user-units.sh (Type=notify, WatchdogSec= as shipped), with its
+# configuration under $WORK/root.
 # CONF_BODY is the agent.conf; the agent's output goes to $WORK/agent.log.
 bench_agent_unit() {
 	local root=$WORK/root

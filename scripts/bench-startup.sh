@@ -62,7 +62,7 @@ done
 d=$(bench_median <"$WORK/direct")
 a=$(bench_median <"$WORK/agent")
 echo "startup: READY on the harness's systemd --user, median of $runs interleaved runs, load average $(cut -d" " -f1-3 /proc/loadavg)"
-echo "(two trivial Type=exec units; the agent's run adds ExecStartPre check-config and a 2-key IMDS render from the fake,"
+echo "(two trivial Type=exec units; the agent's run adds its own start, its config check and a 2-key IMDS render from the fake,"
 echo "as shipped):"
 printf '  %-58s %8s ms\n' "systemctl --user start bench-a bench-b (direct)" "$(bench_ms "$d")"
 printf '  %-58s %8s ms\n' "systemctl --user start anb-agent (managing both) to READY" "$(bench_ms "$a")"
@@ -73,8 +73,9 @@ printf '  %-58s %8s ms   (its log: render + units, of the above)\n' "the agent's
 # Process start: fork+exec+exit from this shell, the same for each.  The
 # peers: /bin/true, and an empty main() linked with libcurl alone -- the
 # floor for any program that links libcurl4-openssl (its dependency closure
-# is most of the agent's libraries).  check-config is the unit's
-# ExecStartPre, so it is on the READY path.
+# is most of the agent's libraries).  check-config is what `run` checks
+# before it starts (the unit had it as ExecStartPre=, a second process
+# start on the READY path, until `run` checked the same itself).
 printf 'int main(void) { return 0; }\n' >"$WORK/empty.c"
 have_cc=
 cc -O2 -o "$WORK/empty-curl" "$WORK/empty.c" -Wl,--no-as-needed $(pkg-config --libs libcurl) 2>/dev/null && have_cc=1
@@ -93,7 +94,7 @@ echo
 echo "process start: median of $exec_runs runs each, interleaved (fork + exec + exit from bash; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
 row() { printf '  %-44s %8s ms  %3s shared libraries   ratio to /bin/true %s\n' "$1" "$(bench_ms "$2")" "$3" "$(bench_ratio "$2" "$t")"; }
 row "anb-agent --version" "$v" "$(ldd "$ANB_AGENT" | wc -l)"
-row "anb-agent check-config (ExecStartPre)" "$c" "$(ldd "$ANB_AGENT" | wc -l)"
+row "anb-agent check-config" "$c" "$(ldd "$ANB_AGENT" | wc -l)"
 [ -z "$have_cc" ] || row "empty main() linked with libcurl only" "$(bench_median <"$WORK/curl")" "$(ldd "$WORK/empty-curl" | wc -l)"
 row "/bin/true" "$t" "$(ldd /bin/true | wc -l)"
 bench_done

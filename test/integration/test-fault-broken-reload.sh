@@ -2,7 +2,7 @@
 # Faults: the template, then agent.conf, are broken when a reload is asked.
 # Must hold: the reload fails and says so; the old configuration keeps
 # running (a later fix reloads fine) and the .env is kept byte for byte;
-# the error gives file:line.
+# the error gives file:line.  A restart while broken refuses to start.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
 . "$(dirname "$0")/faults.sh"
@@ -65,8 +65,22 @@ capture systemctl --user reload anb-agent.service
 [ "$rc" -ne 0 ] || fail "systemctl reload succeeded on a broken template"
 kept "systemctl reload"
 
+step "a restart with the template still broken: the agent refuses to start (78, file:line), the .env stays"
+# `run` checks what check-config checks before it starts (the unit has no
+# ExecStartPre= for it).
+systemctl --user stop anb-agent.service
+lines0=$(agent_log | wc -l)
+capture systemctl --user start anb-agent.service
+[ "$rc" -ne 0 ] || fail "the agent started on a broken template"
+assert_eq "$(unit_prop anb-agent.service ExecMainStatus)" 78 "exit status (EX_CONFIG)"
+assert_contains "$(agent_log | tail -n +$((lines0 + 1)))" "env.tmpl:4" "template error with file:line"
+cmp "$WORK/env.before" "$ENV_FILE" || fail "restart on a broken template: .env changed"
+assert_eq "$(unit_prop anb-api.service MainPID)" "$api" "anb-api kept running"
+
 step "fixed: the old configuration was kept, a reload now succeeds"
 cp "$WORK/tmpl.good" "$tmpl"
+systemctl --user reset-failed anb-agent.service
+agent_start
 imds_ctl state '{"tags": {"Name": "anb-web-1", "anb:role": "web", "anb:env": "fixed"}}' >/dev/null
 capture agent_cli reload
 [ "$rc" -eq 0 ] || fail "reload after the fix: $out"
