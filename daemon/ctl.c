@@ -3,11 +3,13 @@
  * 0, or non-zero with the reason (69 when the daemon cannot be reached). */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sysexits.h>
 #include <time.h>
 
 #include "cli.h"
 #include "server/control_client.h"
+#include "basic/clock.h"
 #include "basic/log.h"
 #include "basic/util.h"
 
@@ -85,18 +87,11 @@ int verb_drain(const CliOptions *o) {
         return 0;
 }
 
+/* "5m ago", or "never". */
 static void format_ago(time_t t, char *buf, size_t n) {
-        if (t <= 0) {
-                snprintf(buf, n, "never");
-                return;
-        }
-        long s = (long) (time(NULL) - t);
-        if (s < 120)
-                snprintf(buf, n, "%lds ago", s);
-        else if (s < 7200)
-                snprintf(buf, n, "%ldm ago", s / 60);
-        else
-                snprintf(buf, n, "%ldh%02ldm ago", s / 3600, (s % 3600) / 60);
+        clock_format_age(t, buf, n);
+        if (t > 0)
+                strncat(buf, " ago", n - strlen(buf) - 1);
 }
 
 static const char *str(json_t *o, const char *key) {

@@ -10,6 +10,7 @@
 #include "aws/aws.h"
 #include "aws/credentials.h"
 #include "aws/imds.h"
+#include "basic/clock.h"
 #include "basic/escape.h"
 #include "basic/log.h"
 #include "basic/util.h"
@@ -25,16 +26,6 @@ unsigned units_active(Manager *m, unsigned *ret_total) {
         }
         *ret_total = (unsigned) n;
         return active;
-}
-
-static void format_age(time_t t, char *buf, size_t n) {
-        long s = (long) (time(NULL) - t);
-        if (s < 60)
-                snprintf(buf, n, "%lds", s);
-        else if (s < 3600)
-                snprintf(buf, n, "%ldm", s / 60);
-        else
-                snprintf(buf, n, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
 }
 
 static bool starting(const Manager *m) {
@@ -140,7 +131,7 @@ void update_status(Manager *m) {
         const char *state = m->health_state ? m->health_state : "starting";
         char age[32] = "never";
         if (m->env_revision)
-                format_age(m->env_rendered_at, age, sizeof age);
+                clock_format_age(m->env_rendered_at, age, sizeof age);
         char creds[48] = "";
         time_t exp = credentials_expiration(m->src.creds);
         if (exp) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -20,4 +21,21 @@ static inline uint64_t clock_usec(void) {
 /* Milliseconds since an earlier clock_usec(), for logs and reports. */
 static inline double clock_ms_since(uint64_t then_usec) {
         return (double) (clock_usec() - then_usec) / 1000.0;
+}
+
+/* How long ago wall-clock time t was, for an operator: "42s", "5m",
+ * "2h03m" (seconds below 2 minutes, minutes below 2 hours); "never" for
+ * t <= 0.  STATUS= and `anb-agent status` both say it this way. */
+static inline void clock_format_age(time_t t, char *buf, size_t n) {
+        if (t <= 0) {
+                snprintf(buf, n, "never");
+                return;
+        }
+        long s = (long) (time(NULL) - t);
+        if (s < 120)
+                snprintf(buf, n, "%lds", s);
+        else if (s < 7200)
+                snprintf(buf, n, "%ldm", s / 60);
+        else
+                snprintf(buf, n, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
 }

@@ -99,6 +99,22 @@ START_TEST(clock_is_monotonic_microseconds) {
 }
 END_TEST
 
+START_TEST(clock_format_age_reads_as_an_operator_would) {
+        char b[32];
+        time_t now = time(NULL);
+        clock_format_age(0, b, sizeof b);
+        ck_assert_str_eq(b, "never");
+        clock_format_age(now - 5, b, sizeof b);
+        ck_assert_str_eq(b, "5s");
+        clock_format_age(now - 119, b, sizeof b);
+        ck_assert_str_eq(b, "119s");
+        clock_format_age(now - 600, b, sizeof b);
+        ck_assert_str_eq(b, "10m");
+        clock_format_age(now - (3 * 3600 + 4 * 60), b, sizeof b);
+        ck_assert_str_eq(b, "3h04m");
+}
+END_TEST
+
 TEST_SUITE(suite_basic)
 Suite *suite_basic(void) {
         Suite *s = suite_create("basic");
@@ -109,6 +125,7 @@ Suite *suite_basic(void) {
         tcase_add_test(tc, backoff_full_jitter_spreads_over_the_whole_delay);
         tcase_add_test(tc, list_append_unlink_in_any_order);
         tcase_add_test(tc, clock_is_monotonic_microseconds);
+        tcase_add_test(tc, clock_format_age_reads_as_an_operator_would);
         suite_add_tcase(s, tc);
         return s;
 }
