@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "basic/backoff.h"
 #include "basic/clock.h"
 #include "basic/log.h"
 #include "basic/util.h"
@@ -27,7 +28,8 @@ typedef struct Unit {
         sd_bus_slot *recovery_call;
         /* start-limit recovery */
         uv_timer_t *recovery_timer;
-        unsigned recovery_attempt;
+        unsigned recovery_attempt; /* resets and starts made since the unit last settled */
+        Backoff recovery;          /* the wait before the next one */
         bool unsettled; /* failed (or auto-restarted) and not up for a whole delay since */
 } Unit;
 
@@ -73,7 +75,7 @@ struct UnitManager {
         /* Delivers a run's result on the next loop iteration when it is
          * known inside units_run() (no callback before the call returns). */
         uv_timer_t finish_timer;
-        unsigned reconnect_attempt;
+        Backoff reconnect; /* 0.5-1 s, doubling to 16-32 s */
         bool freeing;
         bool in_new;
         unsigned pending_closes; /* handles whose close callbacks are due */
@@ -331,9 +333,14 @@ static void schedule_recovery(Unit *u) {
         UnitManager *m = u->m;
         if (!ensure_recovery_timer(u))
                 return;
-        unsigned n = u->recovery_attempt < 5 ? u->recovery_attempt : 5;
-        uint64_t delay = m->recovery_delay_ms << n; /* 10 s, 20 s, ... 320 s */
-        uv_timer_start(u->recovery_timer, on_recovery_timer, delay, 0);
+        /* The attempts made decide the wait, at most the delay at first:
+         * 5-10 s, 10-20 s, ... 160-320 s.  Passing through "failed" on
+         * systemd's own restarts schedules again without counting, and the
+         * delay may change with a reload, so both are read here. */
+        u->recovery.attempt = u->recovery_attempt;
+        u->recovery.base_ms = m->recovery_delay_ms;
+        u->recovery.cap_ms = m->recovery_delay_ms * 32;
+        uv_timer_start(u->recovery_timer, on_recovery_timer, backoff_next(&u->recovery), 0);
 }
 
 static void cancel_recovery(Unit *u) {
@@ -374,6 +381,7 @@ static Unit *unit_new(UnitManager *m, const char *name) {
         if (!u)
                 return NULL;
         u->m = m;
+        backoff_init(&u->recovery, m->recovery_delay_ms, m->recovery_delay_ms * 32, uv_hrtime() ^ (uintptr_t) u);
         if (!(u->name = strdup(name)) || sd_bus_path_encode("/org/freedesktop/systemd1/unit", name, &u->path) < 0) {
                 unit_free(u);
                 return NULL;
@@ -725,9 +733,7 @@ static void on_reconnect_timer(uv_timer_t *t) {
          * BusLoop is set up again. */
         int r = m->busloop.open_handles == 0 ? connect_bus(m) : -EBUSY;
         if (r < 0) {
-                unsigned n = m->reconnect_attempt < 5 ? m->reconnect_attempt : 5;
-                m->reconnect_attempt++;
-                uv_timer_start(&m->reconnect_timer, on_reconnect_timer, 1000ULL << n, 0);
+                uv_timer_start(&m->reconnect_timer, on_reconnect_timer, backoff_next(&m->reconnect), 0);
         }
 }
 
@@ -764,8 +770,8 @@ static void on_disconnect(BusLoop *b, int error, void *userdata) {
         fail_run(m, "lost the connection to systemd");
         if (m->events.bus_changed)
                 m->events.bus_changed(m, false, error, m->userdata);
-        m->reconnect_attempt = 1;
-        uv_timer_start(&m->reconnect_timer, on_reconnect_timer, 1000, 0);
+        backoff_reset(&m->reconnect);
+        uv_timer_start(&m->reconnect_timer, on_reconnect_timer, backoff_next(&m->reconnect), 0);
 }
 
 static int connect_bus(UnitManager *m) {
@@ -793,7 +799,7 @@ static int connect_bus(UnitManager *m) {
                 drop_bus(m);
                 return r;
         }
-        m->reconnect_attempt = 0;
+        backoff_reset(&m->reconnect);
         if (m->events.bus_changed && !m->in_new)
                 m->events.bus_changed(m, true, 0, m->userdata);
         return 0;
@@ -806,6 +812,7 @@ int units_new(uv_loop_t *loop, bool user_bus, const UnitManagerEvents *events, v
         m->loop = loop;
         m->user_bus = user_bus;
         m->recovery_delay_ms = 10000;
+        backoff_init(&m->reconnect, 1000, 32000, uv_hrtime());
         if (events)
                 m->events = *events;
         m->userdata = userdata;
@@ -819,8 +826,7 @@ int units_new(uv_loop_t *loop, bool user_bus, const UnitManagerEvents *events, v
                 /* No bus yet (e.g. early boot): keep trying; the owner
                  * hears of it through bus_changed. */
                 log_debug("units: cannot connect to the bus: %s", strerror(-r));
-                m->reconnect_attempt = 1;
-                uv_timer_start(&m->reconnect_timer, on_reconnect_timer, 1000, 0);
+                uv_timer_start(&m->reconnect_timer, on_reconnect_timer, backoff_next(&m->reconnect), 0);
         }
         *ret = m;
         return 0;
