@@ -118,3 +118,10 @@ agent_log() {
 		journalctl --no-pager -o cat -u anb-agent.service 2>/dev/null || true
 	fi
 }
+
+# In a test (lib.sh), a failure brings the agent's log with the test's
+# output: CI keeps nothing else of a failed run.  lib.sh's cleanup runs
+# this with its $rc in scope.
+if declare -F at_exit >/dev/null; then
+	at_exit '[ "$rc" = 0 ] || { echo "--- agent log (last 80 lines)"; agent_log | cut -c1-300 | tail -80; } >&2'
+fi

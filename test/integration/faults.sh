@@ -66,6 +66,3 @@ probes_wait() {
 
 temp_files() { find "$1" -maxdepth 1 -name '.env.*' -o -maxdepth 1 -name '*.anb-agent.*' | sort; }
 
-# On failure, the agent's log goes with the test's output (lib.sh's
-# cleanup runs this with its $rc in scope).
-at_exit '[ "$rc" = 0 ] || { echo "--- agent log (last 80 lines)"; agent_log | cut -c1-300 | tail -80; } >&2'

@@ -16,8 +16,10 @@ systemctl --user start --no-block anb-agent.service
 bound() { [ "$(code /health/live)" = 200 ]; }
 wait_for 10 bound || fail "health port not bound: $(agent_log | tail -5)"
 sleep 0.5
+t0=$(date +%s%3N)
 systemctl --user stop anb-agent.service
-assert_eq "$(unit_prop anb-agent.service Result)" success "agent's Result after SIGTERM mid-render"
+echo "measured: stopped $(($(date +%s%3N) - t0)) ms after SIGTERM, mid-render"
+assert_eq "$(unit_prop anb-agent.service Result)" success "agent's Result after SIGTERM mid-render (exit status $(unit_prop anb-agent.service ExecMainStatus))"
 assert_not_contains "$(agent_log)" "reload failed" "no reload failure logged for a cancelled render"
 assert_contains "$(agent_log)" "Terminated: exiting" "exit logged"
 imds_ctl reset '{}' >/dev/null
