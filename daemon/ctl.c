@@ -7,11 +7,11 @@
 #include <sysexits.h>
 #include <time.h>
 
-#include "cli.h"
-#include "server/control_client.h"
 #include "basic/clock.h"
 #include "basic/log.h"
 #include "basic/util.h"
+#include "cli.h"
+#include "server/control_client.h"
 
 #define RELOAD_TIMEOUT_MS (10 * 60 * 1000)
 
@@ -89,9 +89,9 @@ int verb_drain(const CliOptions *o) {
 
 /* "5m ago", or "never". */
 static void format_ago(time_t t, char *buf, size_t n) {
-        clock_format_age(t, buf, n);
-        if (t > 0)
-                strncat(buf, " ago", n - strlen(buf) - 1);
+        char age[24];
+        clock_format_age(t, time(NULL), age, sizeof age);
+        snprintf(buf, n, "%s%s", age, t > 0 ? " ago" : "");
 }
 
 static const char *str(json_t *o, const char *key) {

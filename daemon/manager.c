@@ -578,15 +578,7 @@ int manager_run(Config *config) {
         r = envfile_remove_stale_temps(config->env_output);
         if (r > 0)
                 log_notice("removed %d temporary .env file(s) a previous run left", r);
-        _cleanup_free_ char *unsafe = NULL;
-        r = envfile_check_dir(config->env_output, &unsafe);
-        if (r > 0)
-                log_warning("%s can be changed by a user other than root: whoever can change it can plant "
-                            "files where the .env is written (see anb-agent.conf(5), [env] output)",
-                            unsafe ? unsafe : "the .env's directory");
-        else if (r == -ELOOP)
-                log_error("a symlink is on the way to %s: the .env will not be written through it",
-                          config->env_output);
+        /* The .env's directory was checked (cli_check_config) before this. */
         if (units_connected(m->units))
                 m->life.bus_up = true;
         else

@@ -131,7 +131,7 @@ void update_status(Manager *m) {
         const char *state = m->health_state ? m->health_state : "starting";
         char age[32] = "never";
         if (m->env_revision)
-                clock_format_age(m->env_rendered_at, age, sizeof age);
+                clock_format_age(m->env_rendered_at, time(NULL), age, sizeof age);
         char creds[48] = "";
         time_t exp = credentials_expiration(m->src.creds);
         if (exp) {

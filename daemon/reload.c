@@ -216,6 +216,7 @@ static void config_done(uv_work_t *w, int status) {
         config_free(m->config);
         m->config = c;
         m->unit_set = config_unit_set(c, m->role);
+        units_set_recovery_delay(m->units, (uint64_t) c->start_limit_retry_sec * 1000);
         start_render(m);
 }
 

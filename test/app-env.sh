@@ -5,9 +5,12 @@
 #
 #   app_setup ROOT IMDS_URL [BUS]     BUS: user (default) or system (the
 #                                      production path, via DBUS_SYSTEM_BUS_ADDRESS)
-#   agent_start / agent_stop
+#   agent_start                        systemctl --user start anb-agent
+#   agent_cli VERB...                  the agent's CLI with this instance's config
+#   agent_log                          what the agent has logged
 #   ENV_FILE                           the rendered .env (set by app_setup)
 #   unit_prop UNIT PROP                e.g. unit_prop anb-api.service MainPID
+#   (in a test, a failure prints the agent's log)
 
 app_setup() {
 	ROOT=$1
@@ -113,7 +116,7 @@ agent_cli() { "$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf" "$@"; }
 
 agent_log() {
 	if [ "${ANB_AGENT_LOG:-file}" = file ]; then
-		cat "$ROOT/agent.log" 2>/dev/null || true
+		cat "${ROOT:-/nonexistent}/agent.log" 2>/dev/null || true
 	else
 		journalctl --no-pager -o cat -u anb-agent.service 2>/dev/null || true
 	fi

@@ -9,6 +9,12 @@ void backoff_init(Backoff *b, uint64_t base_ms, uint64_t cap_ms, uint64_t seed) 
         };
 }
 
+void backoff_set(Backoff *b, uint64_t base_ms, uint64_t cap_ms, unsigned attempts) {
+        b->base_ms = base_ms ? base_ms : 1;
+        b->cap_ms = cap_ms >= b->base_ms ? cap_ms : b->base_ms;
+        b->attempt = attempts;
+}
+
 uint64_t backoff_peek(const Backoff *b) {
         unsigned shift = b->attempt;
         if (shift >= 32)

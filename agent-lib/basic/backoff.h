@@ -28,6 +28,10 @@ uint64_t backoff_next(Backoff *b);
 /* The delay backoff_next() would jitter, without jitter or counting:
  * for messages ("retrying in about 8 s"). */
 uint64_t backoff_peek(const Backoff *b);
+/* Re-aims b (keeping its jitter state): base and cap as backoff_init
+ * takes them, and `attempts` retries already handed out, for a caller
+ * that counts its own attempts and whose base may change. */
+void backoff_set(Backoff *b, uint64_t base_ms, uint64_t cap_ms, unsigned attempts);
 static inline void backoff_reset(Backoff *b) {
         b->attempt = 0;
 }

@@ -23,15 +23,16 @@ static inline double clock_ms_since(uint64_t then_usec) {
         return (double) (clock_usec() - then_usec) / 1000.0;
 }
 
-/* How long ago wall-clock time t was, for an operator: "42s", "5m",
- * "2h03m" (seconds below 2 minutes, minutes below 2 hours); "never" for
- * t <= 0.  STATUS= and `anb-agent status` both say it this way. */
-static inline void clock_format_age(time_t t, char *buf, size_t n) {
+/* How long before now wall-clock time t was, for an operator: "42s",
+ * "5m", "2h03m" (seconds below 2 minutes, minutes below 2 hours); "never"
+ * for t <= 0; "0s" for a t after now (the clock was stepped back).
+ * STATUS= and `anb-agent status` both say it this way. */
+static inline void clock_format_age(time_t t, time_t now, char *buf, size_t n) {
         if (t <= 0) {
                 snprintf(buf, n, "never");
                 return;
         }
-        long s = (long) (time(NULL) - t);
+        long s = now > t ? (long) (now - t) : 0;
         if (s < 120)
                 snprintf(buf, n, "%lds", s);
         else if (s < 7200)

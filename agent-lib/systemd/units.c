@@ -279,8 +279,15 @@ static void on_recovery_timer(uv_timer_t *t) {
         UnitManager *m = u->m;
         /* Only a unit that stayed failed: systemd passes through "failed"
          * on its way to an auto-restart too. */
-        if (!m->bus || m->recovery_off || !streq_ptr(u->active_state, "failed"))
+        if (m->recovery_off || !streq_ptr(u->active_state, "failed"))
                 return;
+        if (!m->bus) {
+                /* The bus is away: try again later.  After a reconnect the
+                 * table reads "failed" again, no change, so nothing else
+                 * would schedule it. */
+                schedule_recovery(u);
+                return;
+        }
         u->recovery_attempt++;
         if (m->events.recovery)
                 m->events.recovery(m, u->name, u->recovery_attempt, 0, m->userdata);
@@ -335,11 +342,9 @@ static void schedule_recovery(Unit *u) {
                 return;
         /* The attempts made decide the wait, at most the delay at first:
          * 5-10 s, 10-20 s, ... 160-320 s.  Passing through "failed" on
-         * systemd's own restarts schedules again without counting, and the
-         * delay may change with a reload, so both are read here. */
-        u->recovery.attempt = u->recovery_attempt;
-        u->recovery.base_ms = m->recovery_delay_ms;
-        u->recovery.cap_ms = m->recovery_delay_ms * 32;
+         * systemd's own restarts schedules again without counting; the
+         * delay changes when a reload changes start_limit_retry. */
+        backoff_set(&u->recovery, m->recovery_delay_ms, m->recovery_delay_ms * 32, u->recovery_attempt);
         uv_timer_start(u->recovery_timer, on_recovery_timer, backoff_next(&u->recovery), 0);
 }
 
@@ -631,7 +636,7 @@ static void job_queue(Job *j) {
          * runs it before the restart.  Crash restarts (Restart=) still
          * count between two of ours. */
         if (streq(run->method, "RestartUnit"))
-                sd_bus_call_method_async(run->m->bus, NULL, SD_DEST, SD_PATH, SD_MANAGER, "ResetFailedUnit", NULL,
+                (void) sd_bus_call_method_async(run->m->bus, NULL, SD_DEST, SD_PATH, SD_MANAGER, "ResetFailedUnit", NULL,
                                          NULL, "s", j->name);
         int r = sd_bus_call_method_async(run->m->bus, &j->call, SD_DEST, SD_PATH, SD_MANAGER, run->method,
                                          on_job_queued, j, "ss", j->name, "replace");

@@ -6,9 +6,9 @@
  * ordered by systemd's After=/Before=; restarts one unit at a time), each
  * job's result read from JobRemoved, and recovers units systemd gave up
  * on: a tracked unit entering "failed" (its start limit hit, or no
- * Restart=) gets ResetFailedUnit and a new start, with backoff (10 s
- * doubling to 320 s by default).  It reconnects with backoff if the bus
- * goes away.
+ * Restart=) gets ResetFailedUnit and a new start, with jittered backoff
+ * (5-10 s doubling to 160-320 s by default).  It reconnects with backoff
+ * (0.5-1 s doubling to 16-32 s) if the bus goes away.
  *
  * It owns its bus connection, the table and every call in flight; every
  * call that refers to a unit or a run holds an sd_bus_slot that goes with
@@ -56,8 +56,8 @@ int units_new(uv_loop_t *loop, bool user_bus, const UnitManagerEvents *events, v
 void units_free(UnitManager *m);
 
 bool units_connected(const UnitManager *m);
-/* First delay of the start-limit recovery (doubles per attempt, up to 32
- * times this); default 10 s. */
+/* The start-limit recovery's first wait is a random point in [ms/2, ms];
+ * it doubles per attempt up to [16, 32] times ms.  Default 10 s. */
 void units_set_recovery_delay(UnitManager *m, uint64_t ms);
 /* Off: units that fail are left failed (the instance is terminating). */
 void units_set_recovery(UnitManager *m, bool on);
@@ -84,6 +84,9 @@ typedef struct UnitsRun UnitsRun;
  * finished, results in the order of names.  StartUnit and StopUnit jobs
  * are queued together (systemd orders them; stops in reverse); the others
  * one unit at a time, in order.  A failed job does not stop the run.
+ * RestartUnit is preceded by ResetFailedUnit on each unit: a restart the
+ * owner asks for starts the unit's start-limit budget over instead of
+ * spending it (crash restarts by Restart= still count between two).
  * done never runs before units_run returns (even for an empty list).
  * -EBUSY while another run is open, -ENOTCONN without a bus.
  * *ret_run (may be NULL) is valid until done begins or units_cancel. */

@@ -8,7 +8,6 @@
 #                                  background (a new connection each, like an
 #                                  ALB); probes_wait sets PROBES ("N answered,
 #                                  M unanswered, slowest X ms") and PROBES_MISSED
-#   A=(...)                        the agent's CLI with this instance's config
 #   temp_files DIR                 the agent's temporary .env files in DIR
 
 agent_pid() { unit_prop anb-agent.service MainPID; }

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Fault: a managed unit crash-loops until systemd gives up (start-limit-hit).
 # Must hold: the agent resets it (ResetFailedUnit) and starts it again,
-# with backoff between attempts (not faster than [units]
-# start_limit_retry); /health answers 503 naming the unit meanwhile; each
+# with growing backoff between attempts ([units] start_limit_retry, jittered
+# down to half of it at first); /health answers 503 naming the unit meanwhile; each
 # attempt is logged once; when the unit can run again it is brought back
 # and /health turns 200.
 . "$(dirname "$0")/lib.sh"
