@@ -65,6 +65,22 @@ typedef struct Item {
         ListLink link;
 } Item;
 
+START_TEST(backoff_set_reaims_without_losing_jitter) {
+        Backoff b;
+        backoff_init(&b, 1000, 32000, 42);
+        backoff_set(&b, 500, 100, 3); /* a cap below the base is raised to it */
+        ck_assert_uint_eq(b.cap_ms, 500);
+        backoff_set(&b, 1000, 32000, 3);
+        ck_assert_uint_eq(backoff_peek(&b), 8000);
+        uint64_t d = backoff_next(&b);
+        ck_assert_uint_ge(d, 4000);
+        ck_assert_uint_le(d, 8000);
+        ck_assert_uint_eq(b.attempt, 4);
+        backoff_set(&b, 0, 0, 0); /* base 0 means 1 ms, as backoff_init */
+        ck_assert_uint_eq(backoff_peek(&b), 1);
+}
+END_TEST
+
 START_TEST(list_append_unlink_in_any_order) {
         ListLink head;
         list_init(&head);
@@ -127,6 +143,7 @@ Suite *suite_basic(void) {
         tcase_add_test(tc, backoff_jitter_differs_between_seeds);
         tcase_add_test(tc, backoff_survives_huge_attempt_counts);
         tcase_add_test(tc, backoff_full_jitter_spreads_over_the_whole_delay);
+        tcase_add_test(tc, backoff_set_reaims_without_losing_jitter);
         tcase_add_test(tc, list_append_unlink_in_any_order);
         tcase_add_test(tc, clock_is_monotonic_microseconds);
         tcase_add_test(tc, clock_format_age_reads_as_an_operator_would);
