@@ -10,6 +10,11 @@
 #   agent_log                          what the agent has logged
 #   ENV_FILE                           the rendered .env (set by app_setup)
 #   unit_prop UNIT PROP                e.g. unit_prop anb-api.service MainPID
+#   flaky_setup                        an instance of role "flaky" managing
+#                                      flaky.service, which exits 1 until
+#                                      $WORK/flaky-ok exists, restarts every
+#                                      100 ms and hits its start limit
+#                                      (2 starts a minute); start_limit_retry 1 s
 #   (in a test, a failure prints the agent's log)
 
 app_setup() {
@@ -110,6 +115,27 @@ CONF
 unit_prop() { systemctl --user show -P "$2" "$1"; }
 
 agent_start() { systemctl --user start anb-agent.service; }
+
+flaky_setup() {
+	start_imds '{"tags": {"Name": "anb-flaky-1", "anb:role": "flaky"}}'
+	app_setup "$WORK/root" "$IMDS_URL" user
+	cat >>"$ROOT/etc/anb-agent/agent.conf" <<-CONF
+		[units]
+		start_limit_retry = 1
+		[units.flaky]
+		manage = flaky.service
+	CONF
+	cat >"$ANB_UNIT_DIR/flaky.service" <<-UNIT
+		[Unit]
+		StartLimitIntervalSec=60
+		StartLimitBurst=2
+		[Service]
+		ExecStart=/bin/sh -c 'test -e $WORK/flaky-ok || exit 1; exec sleep 600'
+		Restart=always
+		RestartSec=100ms
+	UNIT
+	systemctl --user daemon-reload
+}
 
 # The CLI against the running agent (reload, status, drain, ...).
 agent_cli() { "$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf" "$@"; }

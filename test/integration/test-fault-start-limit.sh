@@ -8,24 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
 . "$(dirname "$0")/faults.sh"
-start_imds '{"tags": {"Name": "anb-flaky-1", "anb:role": "flaky"}}'
-app_setup "$WORK/root" "$IMDS_URL" user
-cat >>"$ROOT/etc/anb-agent/agent.conf" <<CONF
-[units]
-start_limit_retry = 1
-[units.flaky]
-manage = flaky.service
-CONF
-cat >"$ANB_UNIT_DIR/flaky.service" <<UNIT
-[Unit]
-StartLimitIntervalSec=60
-StartLimitBurst=2
-[Service]
-ExecStart=/bin/sh -c 'test -e $WORK/flaky-ok || exit 1; exec sleep 600'
-Restart=always
-RestartSec=100ms
-UNIT
-systemctl --user daemon-reload
+flaky_setup
 systemctl --user start --no-block anb-agent.service
 
 resets() { agent_log | grep -c "flaky.service stayed failed" || true; }
