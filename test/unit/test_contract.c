@@ -18,27 +18,14 @@
 #include "render/resolve.h"
 #include "testutil.h"
 
-typedef struct Env {
-        Fake fake;
-        uv_loop_t loop;
-        HttpLoop *http;
-        ImdsClient *imds;
-} Env;
+typedef ImdsEnv Env;
 
 static void env_start(Env *e, const char *state) {
-        fake_start(&e->fake, state);
-        uv_loop_init(&e->loop);
-        ck_assert_int_eq(http_loop_new(&e->loop, &e->http), 0);
-        ImdsOptions o = {.endpoint = e->fake.url, .attempts = 2, .backoff_ms = 10};
-        ck_assert_int_eq(imds_client_new(&e->loop, e->http, &o, &e->imds), 0);
+        imds_env_start(e, state, (ImdsOptions) {.attempts = 2, .backoff_ms = 10});
 }
 
-/* Frees what is left, runs the loop out, asserts it closes. */
 static void env_stop(Env *e) {
-        imds_client_free(e->imds);
-        http_loop_free(e->http);
-        loop_finish(&e->loop);
-        fake_stop(&e->fake);
+        imds_env_stop(e);
 }
 
 static void run_until(uv_loop_t *loop, const int *flag) {

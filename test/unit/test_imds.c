@@ -10,12 +10,7 @@
 #include "render/resolve.h"
 #include "testutil.h"
 
-typedef struct Env {
-        Fake fake;
-        uv_loop_t loop;
-        HttpLoop *http;
-        ImdsClient *imds;
-} Env;
+typedef ImdsEnv Env;
 
 typedef struct Got {
         int error;
@@ -26,25 +21,18 @@ typedef struct Got {
 } Got;
 
 static void env_start(Env *e, const char *state, long timeout_ms, unsigned attempts, unsigned ttl) {
-        fake_start(&e->fake, state);
-        uv_loop_init(&e->loop);
-        ck_assert_int_eq(http_loop_new(&e->loop, &e->http), 0);
-        ImdsOptions o = {
-                .endpoint = e->fake.url,
-                .token_ttl = ttl ? ttl : 21600,
-                .connect_timeout_ms = 500,
-                .timeout_ms = timeout_ms ? timeout_ms : 2000,
-                .attempts = attempts ? attempts : 3,
-                .backoff_ms = 20,
-        };
-        ck_assert_int_eq(imds_client_new(&e->loop, e->http, &o, &e->imds), 0);
+        imds_env_start(e, state,
+                       (ImdsOptions) {
+                               .token_ttl = ttl ? ttl : 21600,
+                               .connect_timeout_ms = 500,
+                               .timeout_ms = timeout_ms ? timeout_ms : 2000,
+                               .attempts = attempts ? attempts : 3,
+                               .backoff_ms = 20,
+                       });
 }
 
 static void env_stop(Env *e) {
-        imds_client_free(e->imds);
-        http_loop_free(e->http);
-        loop_finish(&e->loop);
-        fake_stop(&e->fake);
+        imds_env_stop(e);
 }
 
 static void on_got(const ImdsResult *r, void *ud) {

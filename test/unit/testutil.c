@@ -166,3 +166,18 @@ char *run_capture(const char *cmd, int *ret_status) {
                 buf_puts(&b, "");
         return buf_steal(&b);
 }
+
+void imds_env_start(ImdsEnv *e, const char *state_json, ImdsOptions o) {
+        fake_start(&e->fake, state_json);
+        uv_loop_init(&e->loop);
+        ck_assert_int_eq(http_loop_new(&e->loop, &e->http), 0);
+        o.endpoint = e->fake.url;
+        ck_assert_int_eq(imds_client_new(&e->loop, e->http, &o, &e->imds), 0);
+}
+
+void imds_env_stop(ImdsEnv *e) {
+        imds_client_free(e->imds);
+        http_loop_free(e->http);
+        loop_finish(&e->loop);
+        fake_stop(&e->fake);
+}

@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "aws/imds.h"
+
 /* Each test file registers its suite with TEST_SUITE(fn) (a constructor),
  * so adding a file touches no shared list. */
 void test_register_suite(Suite *(*make)(void));
@@ -37,6 +39,18 @@ void fake_stop(Fake *f);
 long fake_post(Fake *f, const char *what, const char *body);
 /* GET /_fake/stats and return the named counter ("token_put", "get"). */
 long fake_count(Fake *f, const char *counter);
+
+/* The IMDS fake with a loop, an HttpLoop and an ImdsClient on it. */
+typedef struct ImdsEnv {
+        Fake fake;
+        uv_loop_t loop;
+        HttpLoop *http;
+        ImdsClient *imds;
+} ImdsEnv;
+/* o: the client's options; its endpoint is set to the fake's. */
+void imds_env_start(ImdsEnv *e, const char *state_json, ImdsOptions o);
+/* Frees what is left, runs the loop out, asserts it closes. */
+void imds_env_stop(ImdsEnv *e);
 
 /* Runs the loop until nothing is left and asserts uv_loop_close() == 0,
  * without closing anything itself: a forgotten handle fails the test. */
