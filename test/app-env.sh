@@ -10,6 +10,10 @@
 #   agent_log                          what the agent has logged
 #   ENV_FILE                           the rendered .env (set by app_setup)
 #   unit_prop UNIT PROP                e.g. unit_prop anb-api.service MainPID
+#   asg_setup LIFECYCLE_KEYS           a web instance in Auto Scaling group
+#                                      anb-web-asg (tag, target state
+#                                      InService) with the AWS fake, and
+#                                      LIFECYCLE_KEYS as its [lifecycle]
 #   flaky_setup                        an instance of role "flaky" managing
 #                                      flaky.service, which exits 1 until
 #                                      $WORK/flaky-ok exists, restarts every
@@ -115,6 +119,15 @@ CONF
 unit_prop() { systemctl --user show -P "$2" "$1"; }
 
 agent_start() { systemctl --user start anb-agent.service; }
+
+asg_setup() {
+	start_imds '{"tags": {"Name": "anb-web-1", "anb:role": "web", "anb:env": "staging",
+	                      "aws:autoscaling:groupName": "anb-web-asg"},
+	             "target_lifecycle_state": "InService"}'
+	start_aws '{}'
+	app_setup "$WORK/root" "$IMDS_URL" user
+	printf '[lifecycle]\n%s\n' "$1" >>"$ROOT/etc/anb-agent/agent.conf"
+}
 
 flaky_setup() {
 	start_imds '{"tags": {"Name": "anb-flaky-1", "anb:role": "flaky"}}'

@@ -4,17 +4,9 @@
 # CONTINUEd afterwards.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
-start_imds '{"tags": {"Name": "anb-web-1", "anb:role": "web", "anb:env": "staging",
-                      "aws:autoscaling:groupName": "anb-web-asg"},
-             "target_lifecycle_state": "InService"}'
-start_aws '{}'
-app_setup "$WORK/root" "$IMDS_URL" user
-cat >>"$ROOT/etc/anb-agent/agent.conf" <<CONF
-[lifecycle]
-launch_hook = anb-launch
+asg_setup "launch_hook = anb-launch
 abandon_after = 3
-heartbeat = 1
-CONF
+heartbeat = 1"
 calls() { aws_stat "[(c['action'], c.get('result'), c['error']) for c in s['lifecycle'] if c['hook'] == 'anb-launch']"; }
 # nginx cannot start: the instance never becomes healthy.
 mkdir -p "$ANB_UNIT_DIR/nginx.service.d"

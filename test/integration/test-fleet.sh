@@ -7,17 +7,9 @@
 # then completes the terminate hook.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
-start_imds '{"tags": {"Name": "anb-web-1", "anb:role": "web", "anb:env": "staging",
-                      "aws:autoscaling:groupName": "anb-web-asg"},
-             "target_lifecycle_state": "InService"}'
-start_aws '{}'
-app_setup "$WORK/root" "$IMDS_URL" user
-cat >>"$ROOT/etc/anb-agent/agent.conf" <<CONF
-[lifecycle]
-launch_hook = anb-launch
+asg_setup "launch_hook = anb-launch
 terminate_hook = anb-terminate
-heartbeat = 10
-CONF
+heartbeat = 10"
 A=("$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf")
 H=127.0.0.1:8081
 code() { curl -s -o /dev/null -w '%{http_code}' "http://$H/health"; }
