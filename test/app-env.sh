@@ -14,7 +14,7 @@
 #                                      anb-web-asg (tag, target state
 #                                      InService) with the AWS fake, and
 #                                      LIFECYCLE_KEYS as its [lifecycle]
-#   flaky_setup                        an instance of role "flaky" managing
+#   flaky_setup [BUS]                  an instance of role "flaky" managing
 #                                      flaky.service, which exits 1 until
 #                                      $WORK/flaky-ok exists, restarts every
 #                                      100 ms and hits its start limit
@@ -131,7 +131,7 @@ asg_setup() {
 
 flaky_setup() {
 	start_imds '{"tags": {"Name": "anb-flaky-1", "anb:role": "flaky"}}'
-	app_setup "$WORK/root" "$IMDS_URL" user
+	app_setup "$WORK/root" "$IMDS_URL" "${1:-user}"
 	cat >>"$ROOT/etc/anb-agent/agent.conf" <<-CONF
 		[units]
 		start_limit_retry = 1

@@ -2,6 +2,8 @@
 """A byte relay in front of a D-Bus socket, so a test can cut the agent's
 bus connection: every client connection is piped to the real bus; SIGUSR1
 drops all of them (the peer sees the bus go away), new ones still work.
+SIGUSR2 takes the bus down (drops all, and closes new connections at once)
+until the next SIGUSR2.
 
   bus_relay.py LISTEN_PATH BUS_PATH
 """
@@ -21,6 +23,7 @@ sel = selectors.DefaultSelector()
 sel.register(srv, selectors.EVENT_READ)
 pairs = {}
 drop = False
+down = False
 
 
 def on_usr1(signum, frame):
@@ -28,7 +31,14 @@ def on_usr1(signum, frame):
     drop = True
 
 
+def on_usr2(signum, frame):
+    global drop, down
+    down = not down
+    drop = drop or down
+
+
 signal.signal(signal.SIGUSR1, on_usr1)
+signal.signal(signal.SIGUSR2, on_usr2)
 while True:
     if drop:
         for s in list(pairs):
@@ -47,6 +57,9 @@ while True:
         s = key.fileobj
         if s is srv:
             c, _ = srv.accept()
+            if down:
+                c.close()
+                continue
             b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             b.connect(bus_path)
             pairs[c], pairs[b] = b, c
