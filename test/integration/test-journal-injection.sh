@@ -8,11 +8,14 @@
 # <3> (error), not <0>: an emergency-level forgery on the old code would
 # reach every terminal through journald's ForwardToWall=.
 poison=$(printf 'web\n<3>FORGED by outside text\nMAINPID=1\r\033[2J')
+# Entries are found by the stream's identifier (from systemd's stream
+# header), not by unit: journald attributes a unit from the sender's
+# cgroup, which it can miss for a process that exits this fast.
 systemd-run --user --quiet --wait --unit=anb-inject.service -p StandardError=journal \
-	"$ANB_AGENT" "$poison" || true
-logged() { journalctl --no-pager -o cat -u anb-inject.service 2>/dev/null | grep -q "FORGED"; }
+	-p SyslogIdentifier=anb-inject "$ANB_AGENT" "$poison" || true
+logged() { journalctl --no-pager -o cat -t anb-inject 2>/dev/null | grep -q "FORGED"; }
 wait_for 10 logged || fail "the text was never logged: $(journalctl --no-pager | tail -5)"
-journalctl --no-pager -o json -u anb-inject.service >"$WORK/journal.json"
+journalctl --no-pager -o json -t anb-inject >"$WORK/journal.json"
 /usr/bin/python3 - "$WORK/journal.json" <<'PY' || fail "outside text forged a journal entry"
 import json, sys
 entries = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
