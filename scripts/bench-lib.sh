@@ -6,6 +6,9 @@
 #
 #   bench_fakes [AWS_STATE_JSON]        IMDS_URL, AWS_URL (fakes as in test/integration)
 #   bench_agent_unit CONF_BODY          the shipped anb-agent.service for this manager
+#   bench_issue_template FILE           the issue's 10-line template (4 IMDS
+#                                       values, 2 tags, a secret's 2 fields,
+#                                       2 SSM parameters; bench_fakes serves them)
 #   bench_now_us                        wall clock in microseconds, no fork
 #   bench_median / bench_ratio A B      numbers on stdin / A divided by B
 set -euo pipefail
@@ -77,6 +80,21 @@ bench_trivial_units() {
 		printf '[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=exec\nExecStart=/bin/sleep infinity\n' >"$ANB_UNIT_DIR/$u.service"
 	done
 	systemctl --user daemon-reload
+}
+
+bench_issue_template() {
+	cat >"$1" <<'TMPL'
+REGION=${identity:region}
+INSTANCE_ID=${identity:instanceId}
+AVAILABILITY_ZONE=${imds:placement/availability-zone}
+INSTANCE_TYPE=${imds:instance-type}
+APP_NAME=${tag:Name}
+APP_ENV=${tag:anb:env}
+DB_USER=${secret:anb/db#username}
+DB_PASSWORD=${secret:anb/db#password}
+FEATURE_FLAGS=${param:/anb/feature-flags}
+API_URL=${param:/anb/api-url}
+TMPL
 }
 
 bench_now_us() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; }

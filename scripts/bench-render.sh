@@ -20,18 +20,7 @@ seeds_runs=${BENCH_SEEDS_RUNS:-3}
 bench_fakes '{"secrets": {"anb/db": {"username": "anb", "password": "p@ss w0rd $1"}},
   "params": {"/anb/feature-flags": {"Value": "a,b,c"}, "/anb/api-url": {"Value": "https://api.example.com/v1"}}}'
 mkdir -p "$WORK/agent" "$WORK/seeds" "$WORK/home"
-cat >"$WORK/env.tmpl" <<'TMPL'
-REGION=${identity:region}
-INSTANCE_ID=${identity:instanceId}
-AVAILABILITY_ZONE=${imds:placement/availability-zone}
-INSTANCE_TYPE=${imds:instance-type}
-APP_NAME=${tag:Name}
-APP_ENV=${tag:anb:env}
-DB_USER=${secret:anb/db#username}
-DB_PASSWORD=${secret:anb/db#password}
-FEATURE_FLAGS=${param:/anb/feature-flags}
-API_URL=${param:/anb/api-url}
-TMPL
+bench_issue_template "$WORK/env.tmpl"
 cat >"$WORK/agent.conf" <<CONF
 [imds]
 endpoint = $IMDS_URL

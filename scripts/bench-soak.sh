@@ -52,18 +52,7 @@ socket = $WORK/root/run/anb-agent/control.sock
 grace = 0
 [lifecycle]
 poll_interval_ms = $poll_ms"
-cat >"$WORK/root/etc/anb-agent/env.tmpl" <<'TMPL'
-REGION=${identity:region}
-INSTANCE_ID=${identity:instanceId}
-AVAILABILITY_ZONE=${imds:placement/availability-zone}
-INSTANCE_TYPE=${imds:instance-type}
-APP_NAME=${tag:Name}
-APP_ENV=${tag:anb:env}
-DB_USER=${secret:anb/db#username}
-DB_PASSWORD=${secret:anb/db#password}
-FEATURE_FLAGS=${param:/anb/feature-flags}
-API_URL=${param:/anb/api-url}
-TMPL
+bench_issue_template "$WORK/root/etc/anb-agent/env.tmpl"
 systemctl --user start anb-agent.service
 agent=$(systemctl --user show -P MainPID anb-agent.service)
 
