@@ -72,6 +72,16 @@ static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uin
                     unit, attempt);
 }
 
+/* The bootstrap's time and line, for status and the log; also when the
+ * role manages no unit. */
+static void bootstrap_finished(Manager *m, bool ok) {
+        m->bootstrap_ms = clock_ms_since(m->started_usec);
+        m->bootstrapped_at = time(NULL);
+        unsigned total, active = units_active(m, &total);
+        log_notice("bootstrap finished in %.0f ms: role %s, %u/%u units active%s", m->bootstrap_ms,
+                   m->role ? m->role : "default", active, total, ok ? "" : " (some failed to start, see above)");
+}
+
 static void on_units_started(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {
         (void) um;
         Manager *m = userdata;
@@ -90,11 +100,7 @@ static void on_units_started(UnitManager *um, const UnitJobResult *r, size_t n, 
                         ok = false;
                         log_error("%s", r[i].message ? r[i].message : r[i].unit);
                 }
-        m->bootstrap_ms = clock_ms_since(m->started_usec);
-        m->bootstrapped_at = time(NULL);
-        unsigned total, active = units_active(m, &total);
-        log_notice("bootstrap finished in %.0f ms: role %s, %u/%u units active%s", m->bootstrap_ms,
-                   m->role ? m->role : "default", active, total, ok ? "" : " (some failed to start, see above)");
+        bootstrap_finished(m, ok);
         dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
 }
 
@@ -153,6 +159,8 @@ void choose_units(Manager *m, const char *role) {
 /* Queues jobs; a synchronous failure (no bus) becomes the event it means. */
 static void run_units(Manager *m, const char *method, char **names, UnitsDone done) {
         if (strv_length(names) == 0) {
+                if (done == on_units_started && m->life.state == LIFE_STARTING_UNITS)
+                        bootstrap_finished(m, true);
                 dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
                 return;
         }
