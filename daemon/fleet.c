@@ -34,6 +34,7 @@ struct Fleet {
         uv_timer_t poll_timer;
         unsigned poll_interval_ms;
         unsigned polls_in_flight;
+        bool polled; /* the first poll was made */
         char *spot_seen;    /* the notice already reported */
         char *target_state; /* last seen, "" when absent */
 
@@ -98,6 +99,7 @@ static void on_target_state(const ImdsResult *res, void *userdata) {
 
 static void on_poll_timer(uv_timer_t *t) {
         Fleet *f = t->data;
+        f->polled = true;
         if (f->polls_in_flight)
                 return; /* a slow IMDS: never stack polls */
         f->polls_in_flight += 2;
@@ -107,8 +109,13 @@ static void on_poll_timer(uv_timer_t *t) {
                 f->polls_in_flight--;
 }
 
-void fleet_watch(Fleet *f) {
+void fleet_watch(Fleet *f, uint64_t first_ms) {
         if (f->poll)
+                uv_timer_start(&f->poll_timer, on_poll_timer, first_ms, f->poll_interval_ms);
+}
+
+void fleet_watch_now(Fleet *f) {
+        if (f->poll && !f->polled && uv_is_active((uv_handle_t *) &f->poll_timer))
                 uv_timer_start(&f->poll_timer, on_poll_timer, 0, f->poll_interval_ms);
 }
 

@@ -45,8 +45,11 @@ int fleet_new(uv_loop_t *loop, HttpLoop *http, const Config *config, const Rende
               const FleetEvents *events, void *userdata, Fleet **ret);
 void fleet_free(Fleet *f);
 
-/* Starts polling IMDS (no-op when IMDS is disabled). */
-void fleet_watch(Fleet *f);
+/* Starts polling IMDS (no-op when IMDS is disabled): the first poll in
+ * first_ms, or at fleet_watch_now(), whichever comes first. */
+void fleet_watch(Fleet *f, uint64_t first_ms);
+/* Brings the first poll forward to now; later calls do nothing. */
+void fleet_watch_now(Fleet *f);
 
 /* result: "CONTINUE" or "ABANDON". */
 int fleet_complete_hook(Fleet *f, const char *hook, const char *result);

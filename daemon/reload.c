@@ -103,6 +103,7 @@ void reload_end(Manager *m) {
 
 static void on_rendered(RenderOutcome *o, void *userdata) {
         Manager *m = userdata;
+        fleet_watch_now(m->fleet); /* the first render ended: poll now */
         m->render_in_flight = false;
         m->render_job = NULL;
         if (m->life.state == LIFE_STOPPING || m->life.state == LIFE_DRAINING || m->life.state == LIFE_TERMINATING) {

@@ -20,7 +20,7 @@ Metadata Service to access instance metadata"):
     and dynamic/instance-identity without the trailing slash).
 
 Test control, on the same port under /_fake/ (not part of IMDS):
-  GET  /_fake/stats          request counts
+  GET  /_fake/stats          request counts; "order": the first 200 GET paths
   POST /_fake/reset          zero the counts
   POST /_fake/state          merge JSON into the state (tags, tags_enabled, ...), e.g.
                              {"spot_instance_action": {"action": "terminate",
@@ -283,6 +283,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             STATE.counts["get"] += 1
             STATE.counts["by_path"][path] = STATE.counts["by_path"].get(path, 0) + 1
+            if len(STATE.counts.setdefault("order", [])) < 200:
+                STATE.counts["order"].append(path)
         if self.apply_fault(path):
             return
         token = self.headers.get("X-aws-ec2-metadata-token")
