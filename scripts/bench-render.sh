@@ -76,6 +76,58 @@ fi
 echo "  one agent render: $(agent_render -v 2>&1 >/dev/null | grep -o '\(IMDS\|AWS\) requests: .*' | paste -sd ';' | sed 's/;/; /');" \
 	"the seeds' way: 7 curl requests and 2 aws CLI processes (each fetching its own token and credentials)"
 echo "  AWS fake: $(curl -s "$AWS_URL/_fake/stats" | jq -c '{signatures_valid, signatures_invalid}' 2>/dev/null)"
+
+# The same render inside the running daemon, where production renders: at
+# boot (a new token, new credentials, new connections; after the process
+# started and read its configuration, which READY overhead in
+# bench-startup.sh counts) and on a reload or refresh (token, credentials
+# and connections kept).  Times are the daemon's own: status' bootstrap.ms
+# and a reload's duration_ms, to a tenth of a millisecond.
+daemon_runs=${BENCH_DAEMON_RUNS:-10}
+mkdir -p "$WORK/root/srv/anb"
+cp "$WORK/env.tmpl" "$WORK/root/etc-env.tmpl"
+bench_agent_unit "[imds]
+endpoint = $IMDS_URL
+[env]
+template = $WORK/root/etc-env.tmpl
+output = $WORK/root/srv/anb/.env
+[systemd]
+bus = user
+[health]
+listen = 127.0.0.1:8093
+[control]
+socket = $WORK/root/run/anb-agent/control.sock
+[drain]
+grace = 0"
+ctl() { # CMD: one control request, one JSON line back
+	/usr/bin/python3 -c 'import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(json.dumps({"cmd": sys.argv[2]}).encode() + b"\n")
+print(s.makefile().readline().strip())' "$WORK/root/run/anb-agent/control.sock" "$1"
+}
+field() { /usr/bin/python3 -c 'import json, sys; v = json.loads(sys.stdin.read()); [v := v[k] for k in sys.argv[1:]]; print(int(v * 1000))' "$@"; }
+: >"$WORK/t.boot" && : >"$WORK/t.reload"
+for i in $(seq "$daemon_runs"); do
+	rm -f "$WORK/root/srv/anb/.env"
+	systemctl --user reset-failed anb-agent.service 2>/dev/null || true # restarts beyond the start limit
+	if systemctl --user restart anb-agent.service; then
+		ctl status | field bootstrap ms >>"$WORK/t.boot" || true
+		for _ in 1 2 3; do ctl reload | field duration_ms >>"$WORK/t.reload" || true; done
+	else
+		tail -5 "$WORK/agent.log" >>"$WORK/errors"
+	fi
+done
+systemctl --user stop anb-agent.service
+cmp -s "$WORK/root/srv/anb/.env" "$WORK/agent/.env" && same="the same .env" || same="a DIFFERENT .env"
+echo "the same render in the running daemon (its own clock; medians; $same):"
+for x in boot reload; do
+	v=$(bench_median <"$WORK/t.$x")
+	label="at boot: new token, credentials, connections"
+	[ "$x" = boot ] || label="on reload: token, credentials, connections kept"
+	printf '  %-52s %10s ms  (%s of %s runs)' "$label" "$(bench_ms "$v")" "$(wc -l <"$WORK/t.$x")" \
+		"$([ "$x" = boot ] && echo "$daemon_runs" || echo $((daemon_runs * 3)))"
+	[ -z "$have_cli" ] || printf '   ratio seeds/daemon %s x' "$(bench_ratio "$s" "$v")"
+	echo
+done
 if [ -s "$WORK/errors" ]; then
 	echo "  errors from failed runs (first 5 lines):"
 	head -5 "$WORK/errors" | sed 's/^/    /'
