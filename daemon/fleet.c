@@ -115,7 +115,7 @@ void fleet_watch(Fleet *f, uint64_t first_ms) {
 }
 
 void fleet_watch_now(Fleet *f) {
-        if (f->poll && !f->polled && uv_is_active((uv_handle_t *) &f->poll_timer))
+        if (f && f->poll && !f->polled && uv_is_active((uv_handle_t *) &f->poll_timer))
                 uv_timer_start(&f->poll_timer, on_poll_timer, 0, f->poll_interval_ms);
 }
 

@@ -48,7 +48,8 @@ void fleet_free(Fleet *f);
 /* Starts polling IMDS (no-op when IMDS is disabled): the first poll in
  * first_ms, or at fleet_watch_now(), whichever comes first. */
 void fleet_watch(Fleet *f, uint64_t first_ms);
-/* Brings the first poll forward to now; later calls do nothing. */
+/* Brings the first poll forward to now; later calls do nothing.  Accepts
+ * NULL. */
 void fleet_watch_now(Fleet *f);
 
 /* result: "CONTINUE" or "ABANDON". */

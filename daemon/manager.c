@@ -594,9 +594,9 @@ int manager_run(Config *config) {
                             config->bus == BUS_USER ? "user" : "system");
         dispatch(m, (LifeEvent) {.kind = LIFE_BEGIN});
         /* The first spot and lifecycle poll waits for the first render's
-         * end (1 s at most): at boot the render's IMDS requests are the
-         * critical path to READY, and they go first. */
-        fleet_watch(m->fleet, 1000);
+         * end, one poll interval (1 s) at most: at boot the render's IMDS
+         * requests are the critical path to READY, and they go first. */
+        fleet_watch(m->fleet, config->lifecycle_poll_ms < 1000 ? config->lifecycle_poll_ms : 1000);
         if (config->launch_hook) {
                 uv_timer_start(&m->abandon_timer, on_abandon, (uint64_t) config->abandon_after_sec * 1000, 0);
                 heartbeats_for(m, config->launch_hook);

@@ -77,12 +77,15 @@ echo "  one agent render: $(agent_render -v 2>&1 >/dev/null | grep -o '\(IMDS\|A
 	"the seeds' way: 7 curl requests and 2 aws CLI processes (each fetching its own token and credentials)"
 echo "  AWS fake: $(curl -s "$AWS_URL/_fake/stats" | jq -c '{signatures_valid, signatures_invalid}' 2>/dev/null)"
 
-# The same render inside the running daemon, where production renders: at
-# boot (a new token, new credentials, new connections; after the process
-# started and read its configuration, which READY overhead in
-# bench-startup.sh counts) and on a reload or refresh (token, credentials
-# and connections kept).  Times are the daemon's own: status' bootstrap.ms
-# and a reload's duration_ms, to a tenth of a millisecond.
+# The same render inside the running daemon, where production renders.
+# At boot: status' bootstrap.ms, from the daemon's start (its health port,
+# control socket and bus, then the render: a new token, new credentials,
+# new connections; no unit to start), after the process started and read
+# its configuration, which READY overhead in bench-startup.sh counts.  On
+# an explicit reload: its duration_ms (agent.conf re-read, then the render
+# on the kept token, credentials and connections).  The daemon's own
+# clock, to a tenth of a millisecond.  The ratio sets the seeds' whole
+# way (its processes included) against the daemon's render.
 daemon_runs=${BENCH_DAEMON_RUNS:-10}
 mkdir -p "$WORK/root/srv/anb"
 cp "$WORK/env.tmpl" "$WORK/root/etc-env.tmpl"
@@ -120,12 +123,16 @@ systemctl --user stop anb-agent.service
 cmp -s "$WORK/root/srv/anb/.env" "$WORK/agent/.env" && same="the same .env" || same="a DIFFERENT .env"
 echo "the same render in the running daemon (its own clock; medians; $same):"
 for x in boot reload; do
+	label="at boot (health port, control socket, bus, render)"
+	[ "$x" = boot ] || label="explicit reload (agent.conf re-read, render)"
+	if [ ! -s "$WORK/t.$x" ]; then
+		printf '  %-52s %10s\n' "$label" "n/a (no run succeeded)"
+		continue
+	fi
 	v=$(bench_median <"$WORK/t.$x")
-	label="at boot: new token, credentials, connections"
-	[ "$x" = boot ] || label="on reload: token, credentials, connections kept"
 	printf '  %-52s %10s ms  (%s of %s runs)' "$label" "$(bench_ms "$v")" "$(wc -l <"$WORK/t.$x")" \
 		"$([ "$x" = boot ] && echo "$daemon_runs" || echo $((daemon_runs * 3)))"
-	[ -z "$have_cli" ] || printf '   ratio seeds/daemon %s x' "$(bench_ratio "$s" "$v")"
+	[ -z "$have_cli" ] || printf '   seeds/daemon %s x' "$(bench_ratio "$s" "$v")"
 	echo
 done
 if [ -s "$WORK/errors" ]; then
