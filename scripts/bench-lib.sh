@@ -11,6 +11,7 @@
 #                                       2 SSM parameters; bench_fakes serves them)
 #   bench_now_us                        wall clock in microseconds, no fork
 #   bench_median / bench_ratio A B      numbers on stdin / A divided by B
+#   bench_quartiles                     numbers on stdin: "P25 P75" (the spread)
 set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export ANB_SRCDIR=$src
@@ -99,6 +100,7 @@ TMPL
 
 bench_now_us() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; }
 bench_median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+bench_quartiles() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a n/a"; else print v[int((NR + 3) / 4)], v[int((3 * NR + 3) / 4)] }'; }
 bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }'; }
 bench_ms() { awk -v us="$1" 'BEGIN { printf "%.1f", us / 1000 }'; }
 _bench_t0=$(bench_now_us)
