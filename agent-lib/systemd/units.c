@@ -31,6 +31,7 @@ typedef struct Unit {
         unsigned recovery_attempt; /* resets and starts made since the unit last settled */
         Backoff recovery;          /* the wait before the next one */
         bool unsettled; /* failed (or auto-restarted) and not up for a whole delay since */
+        bool refresh_due; /* watched: its GetAll goes out on the next loop turn */
 } Unit;
 
 /* One unit's job in a run. */
@@ -75,6 +76,10 @@ struct UnitManager {
         /* Delivers a run's result on the next loop iteration when it is
          * known inside units_run() (no callback before the call returns). */
         uv_timer_t finish_timer;
+        /* Sends the GetAll of newly watched units on the next loop turn:
+         * a StartUnit the owner queues in this turn reaches systemd
+         * first, instead of waiting behind a dump of every property. */
+        uv_timer_t refresh_timer;
         Backoff reconnect; /* 0.5-1 s, doubling to 16-32 s */
         bool freeing;
         bool in_new;
@@ -245,6 +250,20 @@ static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         return 0;
 }
 
+static void on_refresh_timer(uv_timer_t *t) {
+        UnitManager *m = t->data;
+        for (size_t i = 0; m->bus && i < m->n_units; i++) {
+                Unit *u = m->units[i];
+                if (!u->refresh_due)
+                        continue;
+                u->refresh_due = false;
+                int r = refresh_unit(u);
+                if (r < 0)
+                        log_debug("units: cannot read the state of %s: %s", u->name, strerror(-r));
+        }
+}
+
+/* The match now, so no change is missed; the state on the next turn. */
 static int watch_unit(Unit *u) {
         UnitManager *m = u->m;
         sd_bus_slot_unref(u->match);
@@ -253,7 +272,9 @@ static int watch_unit(Unit *u) {
                                           "PropertiesChanged", on_properties_changed, NULL, u);
         if (r < 0)
                 return r;
-        return refresh_unit(u);
+        u->refresh_due = true;
+        uv_timer_start(&m->refresh_timer, on_refresh_timer, 0, 0);
+        return 0;
 }
 
 /* The unit's calls go with the connection they were made on. */
@@ -823,7 +844,8 @@ int units_new(uv_loop_t *loop, bool user_bus, const UnitManagerEvents *events, v
         m->userdata = userdata;
         uv_timer_init(loop, &m->reconnect_timer);
         uv_timer_init(loop, &m->finish_timer);
-        m->reconnect_timer.data = m->finish_timer.data = m;
+        uv_timer_init(loop, &m->refresh_timer);
+        m->reconnect_timer.data = m->finish_timer.data = m->refresh_timer.data = m;
         m->in_new = true;
         int r = connect_bus(m);
         m->in_new = false;
@@ -854,7 +876,8 @@ void units_free(UnitManager *m) {
         m->n_units = 0;
         drop_bus(m);
         m->freeing = true;
-        m->pending_closes += 2;
+        m->pending_closes += 3;
         uv_close((uv_handle_t *) &m->reconnect_timer, manager_timer_closed);
         uv_close((uv_handle_t *) &m->finish_timer, manager_timer_closed);
+        uv_close((uv_handle_t *) &m->refresh_timer, manager_timer_closed);
 }

@@ -8,6 +8,12 @@ start_imds '{"tags": {"Name": "anb-both-1", "anb:role": "both", "anb:env": "stag
 app_setup "$WORK/root" "$IMDS_URL" user
 
 step "systemctl start returns once the agent said READY=1"
+# The agent's calls to systemd, for the order checked below.
+timeout -s INT 20 busctl --user monitor --json=short --match "destination='org.freedesktop.systemd1'" \
+	>"$WORK/calls.json" 2>"$WORK/monitor.err" &
+monitor=$!
+at_exit "kill $monitor 2>/dev/null"
+wait_for 5 grep -q "Monitoring bus message stream" "$WORK/monitor.err" || fail "busctl monitor: $(cat "$WORK/monitor.err")"
 t0=$(date +%s%3N)
 agent_start
 t1=$(date +%s%3N)
@@ -19,6 +25,19 @@ for u in redis-server anb-api anb-worker nginx; do
 	te=$(unit_prop $u.service ActiveEnterTimestampMonotonic)
 	echo "measured: $u start (inactive → active) $(((te - ts) / 1000)) ms"
 done
+
+step "the StartUnit calls reach systemd before the units' GetAll"
+# systemd answers calls in order, and a GetAll of every property costs it
+# about half a millisecond per unit: the starts go first.
+sleep 0.3
+kill -INT $monitor 2>/dev/null || true
+wait $monitor 2>/dev/null || true
+calls=$(jq -r 'select(.type == "method_call") | .member + " " + (if .member == "GetAll" then .path else (.payload.data[0] // "" | tostring) end)' "$WORK/calls.json")
+echo "$calls" | grep -E '^(StartUnit|GetAll) ' | head -10
+first_start=$(echo "$calls" | grep -n '^StartUnit redis-server.service$' | head -1 | cut -d: -f1)
+first_getall=$(echo "$calls" | grep -n '^GetAll ' | head -1 | cut -d: -f1)
+[ -n "$first_start" ] && [ -n "$first_getall" ] || fail "calls not seen: StartUnit at '$first_start', GetAll at '$first_getall'"
+[ "$first_start" -lt "$first_getall" ] || fail "a GetAll (call $first_getall) went before the first StartUnit (call $first_start)"
 
 step "units started in the order of their After= (jobs queued together, ordered by systemd)"
 # redis before api and worker (Before= in its drop-in), the API's socket
