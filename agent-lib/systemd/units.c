@@ -256,10 +256,14 @@ static void on_refresh_timer(uv_timer_t *t) {
                 Unit *u = m->units[i];
                 if (!u->refresh_due)
                         continue;
-                u->refresh_due = false;
                 int r = refresh_unit(u);
-                if (r < 0)
+                if (r < 0) {
+                        /* Out of memory, or a bus on its way out (its
+                         * reconnect watches again): try again in 1 s. */
                         log_debug("units: cannot read the state of %s: %s", u->name, strerror(-r));
+                        uv_timer_start(t, on_refresh_timer, 1000, 0);
+                } else
+                        u->refresh_due = false;
         }
 }
 
@@ -279,6 +283,7 @@ static int watch_unit(Unit *u) {
 
 /* The unit's calls go with the connection they were made on. */
 static void unit_drop_calls(Unit *u) {
+        u->refresh_due = false; /* the next connection watches it again */
         u->match = sd_bus_slot_unref(u->match);
         u->get_all = sd_bus_slot_unref(u->get_all);
         u->recovery_call = sd_bus_slot_unref(u->recovery_call);
