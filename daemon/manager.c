@@ -159,8 +159,6 @@ void choose_units(Manager *m, const char *role) {
 /* Queues jobs; a synchronous failure (no bus) becomes the event it means. */
 static void run_units(Manager *m, const char *method, char **names, UnitsDone done) {
         if (strv_length(names) == 0) {
-                if (done == on_units_started && m->life.state == LIFE_STARTING_UNITS)
-                        bootstrap_finished(m, true);
                 dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
                 return;
         }
@@ -256,6 +254,8 @@ static void execute(Manager *m, unsigned a) {
                                     m->config->env_output);
                 if (!m->unit_set) /* the render failed: the role tag is unknown */
                         choose_units(m, m->config->default_role);
+                if (strv_length(m->unit_set->manage) == 0)
+                        bootstrap_finished(m, true); /* nothing to start: done now */
                 run_units(m, "StartUnit", m->unit_set->manage, on_units_started);
         }
         if (a & LIFE_DO_RESTART_UNITS)
