@@ -5,6 +5,7 @@
 # ratios.  It asserts nothing: benchmarks print numbers.
 #
 #   bench_fakes [AWS_STATE_JSON]        IMDS_URL, AWS_URL (fakes as in test/integration)
+#   bench_agent_conf HEALTH_PORT ...    the agent.conf they share (below)
 #   bench_agent_unit CONF_BODY          the shipped anb-agent.service for this manager
 #   bench_issue_template FILE           the issue's 10-line template (4 IMDS
 #                                       values, 2 tags, a secret's 2 fields,
@@ -52,6 +53,27 @@ bench_fakes() {
 	bench_bg $!
 	_bench_wait_file "$WORK/aws.port"
 	AWS_URL=http://127.0.0.1:$(cat "$WORK/aws.port")
+}
+
+# The agent.conf the benchmarks share: the IMDS fake, the template
+# $WORK/root/etc/anb-agent/env.tmpl and the .env $WORK/root/srv/anb/.env,
+# the user bus, /health on 127.0.0.1:HEALTH_PORT, the control socket under
+# $WORK/root/run, no drain grace.  MANAGE: the web role's units (none when
+# empty); ENV_LINES: more [env] keys, one per line.  A caller appends
+# sections of its own.
+#   bench_agent_conf HEALTH_PORT [MANAGE [RESTART_ON_CHANGE [ENV_LINES]]]
+bench_agent_conf() {
+	printf '[imds]\nendpoint = %s\n' "$IMDS_URL"
+	printf '[env]\ntemplate = %s\noutput = %s\n' "$WORK/root/etc/anb-agent/env.tmpl" "$WORK/root/srv/anb/.env"
+	[ -z "${4:-}" ] || printf '%s\n' "$4"
+	printf '[systemd]\nbus = user\n'
+	if [ -n "${2:-}" ]; then
+		printf '[units]\ndefault_role = web\n[units.web]\nmanage = %s\n' "$2"
+		[ -z "${3:-}" ] || printf 'restart_on_change = %s\n' "$3"
+	fi
+	printf '[health]\nlisten = 127.0.0.1:%s\n' "$1"
+	printf '[control]\nsocket = %s\n' "$WORK/root/run/anb-agent/control.sock"
+	printf '[drain]\ngrace = 0\n'
 }
 
 # The shipped units/anb-agent.service, converted for the user manager by

@@ -87,34 +87,23 @@ echo "  AWS fake: $(curl -s "$AWS_URL/_fake/stats" | jq -c '{signatures_valid, s
 # clock, to a tenth of a millisecond.  The ratio sets the seeds' whole
 # way (its processes included) against the daemon's render.
 daemon_runs=${BENCH_DAEMON_RUNS:-10}
-mkdir -p "$WORK/root/srv/anb"
-cp "$WORK/env.tmpl" "$WORK/root/etc-env.tmpl"
-bench_agent_unit "[imds]
-endpoint = $IMDS_URL
-[env]
-template = $WORK/root/etc-env.tmpl
-output = $WORK/root/srv/anb/.env
-[systemd]
-bus = user
-[health]
-listen = 127.0.0.1:8093
-[control]
-socket = $WORK/root/run/anb-agent/control.sock
-[drain]
-grace = 0"
-ctl() { # CMD: one control request, one JSON line back
+bench_agent_unit "$(bench_agent_conf 8093)"
+cp "$WORK/env.tmpl" "$WORK/root/etc/anb-agent/env.tmpl"
+# `anb-agent reload` prints whole milliseconds: its answer is read from the
+# control socket (one JSON line each way) for the tenths.
+reload_ms() {
 	/usr/bin/python3 -c 'import json, socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(json.dumps({"cmd": sys.argv[2]}).encode() + b"\n")
-print(s.makefile().readline().strip())' "$WORK/root/run/anb-agent/control.sock" "$1"
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"{\"cmd\": \"reload\"}\n")
+print(json.loads(s.makefile().readline())["duration_ms"])' "$WORK/root/run/anb-agent/control.sock"
 }
-field() { /usr/bin/python3 -c 'import json, sys; v = json.loads(sys.stdin.read()); [v := v[k] for k in sys.argv[1:]]; print(int(v * 1000))' "$@"; }
+us() { jq -r "$1 * 1000 | floor"; } # FILTER: a JSON field in ms, as us
 : >"$WORK/t.boot" && : >"$WORK/t.reload"
 for i in $(seq "$daemon_runs"); do
 	rm -f "$WORK/root/srv/anb/.env"
 	systemctl --user reset-failed anb-agent.service 2>/dev/null || true # restarts beyond the start limit
 	if systemctl --user restart anb-agent.service; then
-		ctl status | field bootstrap ms >>"$WORK/t.boot" || true
-		for _ in 1 2 3; do ctl reload | field duration_ms >>"$WORK/t.reload" || true; done
+		"$ANB_AGENT" --config "$WORK/root/etc/anb-agent/agent.conf" status --json | us .bootstrap.ms >>"$WORK/t.boot" || true
+		for _ in 1 2 3; do reload_ms | us . >>"$WORK/t.reload" || true; done
 	else
 		tail -5 "$WORK/agent.log" >>"$WORK/errors"
 	fi

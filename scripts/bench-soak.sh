@@ -31,25 +31,7 @@ bench_fakes '{"secrets": {"anb/db": {"username": "anb", "password": "p@ss w0rd"}
   "params": {"/anb/feature-flags": {"Value": "v0"}, "/anb/api-url": {"Value": "https://api.example.com/v1"}}}'
 bench_trivial_units
 conf=$WORK/root/etc/anb-agent/agent.conf
-bench_agent_unit "[imds]
-endpoint = $IMDS_URL
-[env]
-template = $WORK/root/etc/anb-agent/env.tmpl
-output = $WORK/root/srv/anb/.env
-refresh = $refresh
-[systemd]
-bus = user
-[units]
-default_role = web
-[units.web]
-manage = bench-a.service bench-b.service
-restart_on_change = bench-b.service
-[health]
-listen = 127.0.0.1:8091
-[control]
-socket = $WORK/root/run/anb-agent/control.sock
-[drain]
-grace = 0
+bench_agent_unit "$(bench_agent_conf 8091 "bench-a.service bench-b.service" bench-b.service "refresh = $refresh")
 [lifecycle]
 poll_interval_ms = $poll_ms"
 bench_issue_template "$WORK/root/etc/anb-agent/env.tmpl"

@@ -19,23 +19,7 @@ exec_runs=${BENCH_EXEC_RUNS:-200}
 
 bench_fakes
 bench_trivial_units
-bench_agent_unit "[imds]
-endpoint = $IMDS_URL
-[env]
-template = $WORK/root/etc/anb-agent/env.tmpl
-output = $WORK/root/srv/anb/.env
-[systemd]
-bus = user
-[units]
-default_role = web
-[units.web]
-manage = bench-a.service bench-b.service
-[health]
-listen = 127.0.0.1:8091
-[control]
-socket = $WORK/root/run/anb-agent/control.sock
-[drain]
-grace = 0"
+bench_agent_unit "$(bench_agent_conf 8091 "bench-a.service bench-b.service")"
 printf 'REGION=${identity:region}\nINSTANCE_ID=${identity:instanceId}\n' >"$WORK/root/etc/anb-agent/env.tmpl"
 
 timed() { # CMD...: prints its wall time in us
