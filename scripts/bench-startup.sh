@@ -3,8 +3,10 @@
 # (Type=notify: systemctl returns when the agent has rendered the .env and
 # its managed units are up) against `systemctl --user start` of the same two
 # trivial units directly, median of N interleaved runs on the harness's user
-# manager; (2) `anb-agent --version` against /bin/true, median of M
-# process runs, and the shared libraries each loads.  Numbers only.
+# manager, and where an agent run's time goes (systemd's stamp of the fork,
+# the agent's own bootstrap, the rest); (2) `anb-agent --version` against
+# /bin/true, median of M process runs, and the shared libraries each loads.
+# Numbers only.
 #   scripts/bench-startup.sh [/path/to/anb-agent]
 #   BENCH_STARTUP_RUNS=25 BENCH_EXEC_RUNS=200
 set -euo pipefail
@@ -30,16 +32,33 @@ timed() { # CMD...: prints its wall time in us
 	echo $((t1 - t0))
 }
 stop_all() { systemctl --user stop anb-agent.service bench-a.service bench-b.service; }
+# When systemd forked UNIT's main process, in us of the realtime clock
+# (bench_now_us's), from its own stamp.
+forked_us() {
+	date -d "$(systemctl --user show --timestamp=us+utc -P ExecMainStartTimestamp "$1")" +%s%6N 2>/dev/null
+}
+# The agent's bootstrap (health port, control socket, bus, render, the units'
+# start) as its status gives it, in us.
+bootstrap_us() {
+	"$ANB_AGENT" --config "$WORK/root/etc/anb-agent/agent.conf" status --json 2>/dev/null |
+		jq -r '.bootstrap.ms * 1000 | floor' 2>/dev/null
+}
 
 # One untimed round of each first: unit files loaded, page cache warm.
 systemctl --user start bench-a.service bench-b.service && stop_all
 systemctl --user start anb-agent.service && stop_all
-: >"$WORK/direct" && : >"$WORK/agent" && : >"$WORK/agent.log"
+: >"$WORK/direct" && : >"$WORK/agent" && : >"$WORK/agent.log" && : >"$WORK/split" && : >"$WORK/fork.direct"
 for _ in $(seq "$runs"); do
+	t0=$(bench_now_us)
 	timed systemctl --user start bench-a.service bench-b.service >>"$WORK/direct"
+	f=$(forked_us bench-a.service) && echo $((f - t0)) >>"$WORK/fork.direct"
 	stop_all
 	rm -f "$WORK/root/srv/anb/.env"
+	t0=$(bench_now_us)
 	timed systemctl --user start anb-agent.service >>"$WORK/agent"
+	t1=$(bench_now_us)
+	f=$(forked_us anb-agent.service) && b=$(bootstrap_us) && [ -n "$b" ] &&
+		echo $((f - t0)) $((t1 - f - b)) "$b" >>"$WORK/split"
 	[ "$(systemctl --user show -P ActiveState bench-b.service)" = active ] || echo "  (a run ended without bench-b active)"
 	stop_all
 done
@@ -58,8 +77,16 @@ printf '  %-58s %8s ms\n' "systemctl --user start anb-agent (managing both) to R
 printf '  %-58s %8s ms   ratio agent/direct %s\n' "READY overhead (agent - direct, median of the pairs)" "$(bench_ms "$o")" \
 	"$(bench_ratio "$a" "$d")"
 printf '  %-58s %8s ms\n' "  the middle half of the pairs" "$(bench_ms "$o25")-$(bench_ms "$o75")"
-b=$(grep -o 'bootstrap finished in [0-9]* ms' "$WORK/agent.log" | awk '{print $4 * 1000}' | bench_median)
-printf '  %-58s %8s ms   (its log: render + units, of the above)\n' "the agent's own bootstrap" "$(bench_ms "$b")"
+if [ -s "$WORK/split" ]; then
+	echo "  where the time goes (systemd's stamp of each fork, the agent's status; medians of $(wc -l <"$WORK/split") runs):"
+	col() { cut -d" " -f"$1" "$WORK/split" | bench_median; }
+	printf '  %-58s %8s ms\n' "  direct: systemctl start -> bench-a forked" "$(bench_ms "$(bench_median <"$WORK/fork.direct")")" \
+		"  agent:  systemctl start -> the agent forked" "$(bench_ms "$(col 1)")" \
+		"          its bootstrap (render + the units' start)" "$(bench_ms "$(col 3)")" \
+		"          exec, libraries, config; READY=1 -> systemctl" "$(bench_ms "$(col 2)")"
+else
+	echo "  where the time goes: not measured (needs jq and the agent's status)"
+fi
 
 # Process start: fork+exec+exit from this shell, the same for each.  The
 # peers: /bin/true, and an empty main() linked with libcurl alone -- the
