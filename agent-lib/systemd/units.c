@@ -31,7 +31,7 @@ typedef struct Unit {
         unsigned recovery_attempt; /* resets and starts made since the unit last settled */
         Backoff recovery;          /* the wait before the next one */
         bool unsettled; /* failed (or auto-restarted) and not up for a whole delay since */
-        bool refresh_due; /* watched: its GetAll goes out on the next loop turn */
+        bool refresh_due; /* watched: its GetAll is due (see on_refresh_timer) */
 } Unit;
 
 /* One unit's job in a run. */
@@ -76,9 +76,10 @@ struct UnitManager {
         /* Delivers a run's result on the next loop iteration when it is
          * known inside units_run() (no callback before the call returns). */
         uv_timer_t finish_timer;
-        /* Sends the GetAll of newly watched units on the next loop turn:
+        /* Sends the GetAll of newly watched units on a later loop turn:
          * a StartUnit the owner queues in this turn reaches systemd
-         * first, instead of waiting behind a dump of every property. */
+         * first, and a unit with a job in the run waits for its end (see
+         * on_refresh_timer). */
         uv_timer_t refresh_timer;
         Backoff reconnect; /* 0.5-1 s, doubling to 16-32 s */
         bool freeing;
@@ -250,11 +251,25 @@ static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         return 0;
 }
 
+static bool job_in_flight(const UnitManager *m, const char *name) {
+        for (size_t i = 0; m->run && i < m->run->n_jobs; i++) {
+                const Job *j = &m->run->jobs[i];
+                if (j->queued && !j->finished && streq(j->name, name))
+                        return true;
+        }
+        return false;
+}
+
+/* The GetAll of watched units.  One whose job in the current run has not
+ * ended waits for that end (job_record): systemd answers bus calls before
+ * it runs its jobs, and a dump of every property costs it ~1.5 ms per unit
+ * here, so at boot the units' start waited behind them.  Its
+ * PropertiesChanged match is in place meanwhile, so nothing is missed. */
 static void on_refresh_timer(uv_timer_t *t) {
         UnitManager *m = t->data;
         for (size_t i = 0; m->bus && i < m->n_units; i++) {
                 Unit *u = m->units[i];
-                if (!u->refresh_due)
+                if (!u->refresh_due || job_in_flight(m, u->name))
                         continue;
                 int r = refresh_unit(u);
                 if (r < 0) {
@@ -267,7 +282,7 @@ static void on_refresh_timer(uv_timer_t *t) {
         }
 }
 
-/* The match now, so no change is missed; the state on the next turn. */
+/* The match now, so no change is missed; the state on a later turn. */
 static int watch_unit(Unit *u) {
         UnitManager *m = u->m;
         sd_bus_slot_unref(u->match);
@@ -535,6 +550,10 @@ static void job_record(Job *j, const char *result, char *message) {
         j->message = message;
         j->usec = j->queued_usec ? clock_usec() - j->queued_usec : 0;
         j->run->n_finished++;
+        UnitManager *m = j->run->m;
+        Unit *u = find_in(m->units, m->n_units, j->name);
+        if (u && u->refresh_due) /* its GetAll waited for this */
+                uv_timer_start(&m->refresh_timer, on_refresh_timer, 0, 0);
 }
 
 /* After a failed job: fetch the unit's state so the report says what the
@@ -735,6 +754,8 @@ void units_cancel(UnitsRun *run) {
         if (m->run == run) {
                 m->run = NULL;
                 uv_timer_stop(&m->finish_timer);
+                /* GetAlls that waited for a job of this run. */
+                uv_timer_start(&m->refresh_timer, on_refresh_timer, 0, 0);
         }
         run_free(run);
 }

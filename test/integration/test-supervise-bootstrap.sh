@@ -10,6 +10,7 @@ app_setup "$WORK/root" "$IMDS_URL" user
 step "systemctl start returns once the agent said READY=1"
 # The agent's calls to systemd, for the order checked below.
 timeout -s INT 120 busctl --user monitor --json=short --match "destination='org.freedesktop.systemd1'" \
+	--match "type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'" \
 	>"$WORK/calls.json" 2>"$WORK/monitor.err" &
 monitor=$!
 at_exit '[ -z "$monitor" ] || kill $monitor 2>/dev/null'
@@ -26,21 +27,38 @@ for u in redis-server anb-api anb-worker nginx; do
 	echo "measured: $u start (inactive → active) $(((te - ts) / 1000)) ms"
 done
 
-step "the StartUnit calls reach systemd before the units' GetAll"
-# systemd answers calls in order, and a GetAll of every property costs it
-# about half a millisecond per unit: the starts go first.
+step "the StartUnit calls reach systemd before the units' GetAll, which waits for each unit's job"
+# systemd answers bus calls before it runs its jobs, and a GetAll of every
+# property costs it about a millisecond per unit: the starts go first, and
+# a unit's state is read once its job has ended.
 sleep 0.3
 kill -INT $monitor 2>/dev/null || true
 wait $monitor 2>/dev/null || true
 monitor=""
-calls=$(jq -r 'select(.type == "method_call") | .member + " " + (if .member == "GetAll" then .path else (.payload.data[0] // "" | tostring) end)' "$WORK/calls.json")
-echo "$calls" | grep -E '^(StartUnit|GetAll) ' | head -10
+calls=$(jq -r 'if .type == "signal" then "JobRemoved " + (.payload.data[2] | tostring)
+	elif .type == "method_call" then .member + " " + (if .member == "GetAll" then .path else (.payload.data[0] // "" | tostring) end)
+	else empty end' "$WORK/calls.json")
+echo "$calls" | grep -E '^(StartUnit|GetAll|JobRemoved) ' | head -16
 # The bootstrap starts the "both" role's units: no GetAll before the last.
 last_start=$(echo "$calls" | grep -n -E '^StartUnit (redis-server|anb-api|anb-worker|nginx)\.(service|socket)$' | sed -n 5p | cut -d: -f1)
 first_getall=$(echo "$calls" | grep -n '^GetAll ' | head -1 | cut -d: -f1)
 [ -n "$last_start" ] && [ -n "$first_getall" ] ||
 	fail "calls not seen: 5th StartUnit at '$last_start', first GetAll at '$first_getall'"
 [ "$last_start" -lt "$first_getall" ] || fail "a GetAll (call $first_getall) went before the last StartUnit (call $last_start)"
+bus_path() { # UNIT: systemd's object path for it (every byte but [A-Za-z0-9] as _xx)
+	local n=$1 out= c i
+	for ((i = 0; i < ${#n}; i++)); do
+		c=${n:i:1}
+		if [[ $c == [A-Za-z0-9] ]]; then out+=$c; else out+=$(printf '_%02x' "'$c"); fi
+	done
+	echo "/org/freedesktop/systemd1/unit/$out"
+}
+for u in redis-server.service anb-api.socket anb-api.service anb-worker.service nginx.service; do
+	removed=$(echo "$calls" | grep -n -x "JobRemoved $u" | head -1 | cut -d: -f1)
+	got=$(echo "$calls" | grep -n -x "GetAll $(bus_path "$u")" | head -1 | cut -d: -f1)
+	[ -n "$removed" ] && [ -n "$got" ] || fail "$u: JobRemoved at '$removed', GetAll at '$got'"
+	[ "$removed" -lt "$got" ] || fail "$u: its GetAll (line $got) went before its start job ended (line $removed)"
+done
 
 step "units started in the order of their After= (jobs queued together, ordered by systemd)"
 # redis before api and worker (Before= in its drop-in), the API's socket
