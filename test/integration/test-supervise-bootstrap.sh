@@ -35,8 +35,14 @@ sleep 0.3
 kill -INT $monitor 2>/dev/null || true
 wait $monitor 2>/dev/null || true
 monitor=""
-calls=$(jq -r 'if .type == "signal" then "JobRemoved " + (.payload.data[2] | tostring)
-	elif .type == "method_call" then .member + " " + (if .member == "GetAll" then .path else (.payload.data[0] // "" | tostring) end)
+# Only the agent's calls count (systemctl show, above, sends GetAlls of its
+# own): the agent is the sender of the StartUnit calls.
+agent_bus=$(jq -r 'select(.type == "method_call" and .member == "StartUnit") | .sender' "$WORK/calls.json" | head -1)
+[ -n "$agent_bus" ] || fail "no StartUnit call seen"
+calls=$(jq -r --arg agent "$agent_bus" '
+	if .type == "signal" and .member == "JobRemoved" then "JobRemoved " + (.payload.data[2] | tostring)
+	elif .type == "method_call" and .sender == $agent then
+		.member + " " + (if .member == "GetAll" then .path else (.payload.data[0] // "" | tostring) end)
 	else empty end' "$WORK/calls.json")
 echo "$calls" | grep -E '^(StartUnit|GetAll|JobRemoved) ' | head -16
 # The bootstrap starts the "both" role's units: no GetAll before the last.
@@ -53,10 +59,17 @@ bus_path() { # UNIT: systemd's object path for it (every byte but [A-Za-z0-9] as
 	done
 	echo "/org/freedesktop/systemd1/unit/$out"
 }
+# Each unit: the agent's StartUnit, then that job's end, then the agent's
+# GetAll of it (which must come: the state is read, not lost).
+line_after() { # AFTER LINE-TEXT: the first line number past AFTER with exactly that text
+	echo "$calls" | awk -v after="$1" -v want="$2" 'NR > after && $0 == want { print NR; exit }'
+}
 for u in redis-server.service anb-api.socket anb-api.service anb-worker.service nginx.service; do
-	removed=$(echo "$calls" | grep -n -x "JobRemoved $u" | head -1 | cut -d: -f1)
-	got=$(echo "$calls" | grep -n -x "GetAll $(bus_path "$u")" | head -1 | cut -d: -f1)
-	[ -n "$removed" ] && [ -n "$got" ] || fail "$u: JobRemoved at '$removed', GetAll at '$got'"
+	started=$(line_after 0 "StartUnit $u")
+	[ -n "$started" ] || fail "$u: no StartUnit from the agent"
+	removed=$(line_after "$started" "JobRemoved $u")
+	got=$(line_after 0 "GetAll $(bus_path "$u")")
+	[ -n "$removed" ] && [ -n "$got" ] || fail "$u: StartUnit at $started, its JobRemoved at '$removed', the agent's GetAll at '$got'"
 	[ "$removed" -lt "$got" ] || fail "$u: its GetAll (line $got) went before its start job ended (line $removed)"
 done
 
