@@ -63,7 +63,11 @@ void units_set_recovery_delay(UnitManager *m, uint64_t ms);
 void units_set_recovery(UnitManager *m, bool on);
 
 /* Replaces the set of tracked units, keeping the state of those already
- * tracked.  All or nothing: on -ENOMEM the table is as it was. */
+ * tracked.  All or nothing: on -ENOMEM the table is as it was.  A new
+ * unit's state is empty until read: its changes from then on arrive at
+ * once (PropertiesChanged), the whole state on a later loop turn, or when
+ * the job the current run has for it ends (systemd answers bus calls
+ * before it runs jobs: a full read then would hold up the start). */
 int units_track(UnitManager *m, char *const *names);
 size_t units_count(const UnitManager *m);
 bool units_get(const UnitManager *m, size_t i, UnitInfo *ret);
