@@ -7,6 +7,7 @@
 #   bench_fakes [AWS_STATE_JSON]        IMDS_URL, AWS_URL (fakes as in test/integration)
 #   bench_agent_conf HEALTH_PORT ...    the agent.conf they share (below)
 #   bench_agent_unit CONF_BODY          the shipped anb-agent.service for this manager
+#   bench_bootstrap_us                  the running agent's bootstrap time (its status)
 #   bench_issue_template FILE           the issue's 10-line template (4 IMDS
 #                                       values, 2 tags, a secret's 2 fields,
 #                                       2 SSM parameters; bench_fakes serves them)
@@ -74,6 +75,13 @@ bench_agent_conf() {
 	printf '[health]\nlisten = 127.0.0.1:%s\n' "$1"
 	printf '[control]\nsocket = %s\n' "$WORK/root/run/anb-agent/control.sock"
 	printf '[drain]\ngrace = 0\n'
+}
+
+# The running agent's bootstrap (health port, control socket, bus, render,
+# the units' start) as its status gives it, in us; nothing when it has none.
+bench_bootstrap_us() {
+	"$ANB_AGENT" --config "$WORK/root/etc/anb-agent/agent.conf" status --json 2>/dev/null |
+		jq -r '.bootstrap.ms * 1000 | floor' 2>/dev/null
 }
 
 # The shipped units/anb-agent.service, converted for the user manager by

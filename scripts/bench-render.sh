@@ -90,20 +90,19 @@ daemon_runs=${BENCH_DAEMON_RUNS:-10}
 bench_agent_unit "$(bench_agent_conf 8093)"
 cp "$WORK/env.tmpl" "$WORK/root/etc/anb-agent/env.tmpl"
 # `anb-agent reload` prints whole milliseconds: its answer is read from the
-# control socket (one JSON line each way) for the tenths.
-reload_ms() {
-	/usr/bin/python3 -c 'import json, socket, sys
+# control socket (one JSON line each way) for the tenths; printed in us.
+reload_us() {
+	/usr/bin/python3 -c 'import json, math, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"{\"cmd\": \"reload\"}\n")
-print(json.loads(s.makefile().readline())["duration_ms"])' "$WORK/root/run/anb-agent/control.sock"
+print(math.floor(json.loads(s.makefile().readline())["duration_ms"] * 1000))' "$WORK/root/run/anb-agent/control.sock"
 }
-us() { jq -r "$1 * 1000 | floor"; } # FILTER: a JSON field in ms, as us
 : >"$WORK/t.boot" && : >"$WORK/t.reload"
 for i in $(seq "$daemon_runs"); do
 	rm -f "$WORK/root/srv/anb/.env"
 	systemctl --user reset-failed anb-agent.service 2>/dev/null || true # restarts beyond the start limit
 	if systemctl --user restart anb-agent.service; then
-		"$ANB_AGENT" --config "$WORK/root/etc/anb-agent/agent.conf" status --json | us .bootstrap.ms >>"$WORK/t.boot" || true
-		for _ in 1 2 3; do reload_ms | us . >>"$WORK/t.reload" || true; done
+		bench_bootstrap_us >>"$WORK/t.boot" || true
+		for _ in 1 2 3; do reload_us >>"$WORK/t.reload" || true; done
 	else
 		tail -5 "$WORK/agent.log" >>"$WORK/errors"
 	fi

@@ -37,12 +37,6 @@ stop_all() { systemctl --user stop anb-agent.service bench-a.service bench-b.ser
 forked_us() {
 	date -d "$(systemctl --user show --timestamp=us+utc -P ExecMainStartTimestamp "$1")" +%s%6N 2>/dev/null
 }
-# The agent's bootstrap (health port, control socket, bus, render, the units'
-# start) as its status gives it, in us.
-bootstrap_us() {
-	"$ANB_AGENT" --config "$WORK/root/etc/anb-agent/agent.conf" status --json 2>/dev/null |
-		jq -r '.bootstrap.ms * 1000 | floor' 2>/dev/null
-}
 
 # One untimed round of each first: unit files loaded, page cache warm.
 systemctl --user start bench-a.service bench-b.service && stop_all
@@ -57,7 +51,7 @@ for _ in $(seq "$runs"); do
 	t0=$(bench_now_us)
 	timed systemctl --user start anb-agent.service >>"$WORK/agent"
 	t1=$(bench_now_us)
-	f=$(forked_us anb-agent.service) && b=$(bootstrap_us) && [ -n "$b" ] &&
+	f=$(forked_us anb-agent.service) && b=$(bench_bootstrap_us) && [ -n "$b" ] &&
 		echo $((f - t0)) $((t1 - f - b)) "$b" >>"$WORK/split"
 	[ "$(systemctl --user show -P ActiveState bench-b.service)" = active ] || echo "  (a run ended without bench-b active)"
 	stop_all
