@@ -51,13 +51,9 @@ first_getall=$(echo "$calls" | grep -n '^GetAll ' | head -1 | cut -d: -f1)
 [ -n "$last_start" ] && [ -n "$first_getall" ] ||
 	fail "calls not seen: 5th StartUnit at '$last_start', first GetAll at '$first_getall'"
 [ "$last_start" -lt "$first_getall" ] || fail "a GetAll (call $first_getall) went before the last StartUnit (call $last_start)"
-bus_path() { # UNIT: systemd's object path for it (every byte but [A-Za-z0-9] as _xx)
-	local n=$1 out= c i
-	for ((i = 0; i < ${#n}; i++)); do
-		c=${n:i:1}
-		if [[ $c == [A-Za-z0-9] ]]; then out+=$c; else out+=$(printf '_%02x' "'$c"); fi
-	done
-	echo "/org/freedesktop/systemd1/unit/$out"
+bus_path() { # UNIT: systemd's object path for it, from systemd
+	busctl --user call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager \
+		GetUnit s "$1" | sed -E 's/^o "(.*)"$/\1/'
 }
 # Each unit: the agent's StartUnit, then that job's end, then the agent's
 # GetAll of it (which must come: the state is read, not lost).
