@@ -125,6 +125,12 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                                                                  "failed: %s", msg);
                         answer_all_with(&m->next_waiters, why ? why : msg, EX_SOFTWARE);
                 }
+                /* The role tag may have resolved although the render
+                 * failed (a secret or parameter did not): the units of the
+                 * last good .env are the instance's role's, not the
+                 * default's. */
+                if (o && o->role && !m->unit_set)
+                        choose_units(m, o->role);
                 render_outcome_free(o);
                 render_failed(m);
                 return;

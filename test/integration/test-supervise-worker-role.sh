@@ -13,4 +13,15 @@ assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api not started"
 assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx not started"
 assert_contains "$(systemctl --user status anb-agent.service)" "healthy · worker · 2/2 units active" "STATUS="
 agent_log | grep -q "role worker, 2/2 units active" || fail "bootstrap line: $(agent_log)"
+
+step "restarted with a render that fails after the role tag resolved: the worker's units, not the default role's"
+systemctl --user stop anb-agent.service anb-worker.service redis-server.service
+imds_ctl fault '{"kind": "status", "status": 500, "count": 1000000, "path": "meta-data/placement/availability-zone"}' >/dev/null
+: >"$ROOT/agent.log"
+agent_start
+agent_log | grep -q "starting the units with the last good" || fail "no fallback: $(agent_log | tail -5)"
+assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker on the last good .env: $(agent_log | tail -5)"
+assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
+assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
+agent_log | grep -q "role worker, 2/2 units active" || fail "bootstrap line: $(agent_log | tail -5)"
 echo OK
