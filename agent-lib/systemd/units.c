@@ -495,8 +495,11 @@ void units_set_recovery_delay(UnitManager *m, uint64_t ms) {
         m->recovery_delay_ms = ms ? ms : 10000;
 }
 
+/* Open, not just there: between the connection's end and the loop's
+ * on_disconnect, sd-bus answers pending calls with made-up errors, and a
+ * caller told of those must see the bus gone. */
 bool units_connected(const UnitManager *m) {
-        return m->bus != NULL;
+        return m->bus && sd_bus_is_open(m->bus) > 0;
 }
 
 /* ---- runs ------------------------------------------------------------- */
@@ -647,6 +650,12 @@ static int on_job_queued(sd_bus_message *reply, void *userdata, sd_bus_error *er
         UnitsRun *run = j->run;
         job_drop_call(j);
         if (sd_bus_message_is_method_error(reply, NULL)) {
+                /* The connection ended with the call pending (sd-bus's own
+                 * "Connection terminated"): not systemd refusing it.  The
+                 * job stays open and on_disconnect ends the run as a lost
+                 * bus, which the owner retries when the bus is back. */
+                if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0)
+                        return 0;
                 const sd_bus_error *e = sd_bus_message_get_error(reply);
                 job_record(j, "error",
                            strdup_printf("%s: %s refused: %s", j->name, run->method, e->message ? e->message : e->name));

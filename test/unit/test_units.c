@@ -7,8 +7,12 @@
 #include <check.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "basic/clock.h"
 #include "basic/util.h"
@@ -410,6 +414,134 @@ START_TEST(busloop_deinit_does_not_wait_for_a_stopped_peer) {
 }
 END_TEST
 
+
+/* ---- a peer that drops the connection ----------------------------------- */
+
+/* A bus peer in a thread (no dbus-daemon): answers every call with an
+ * empty reply, and closes the connection when StartUnit arrives, the
+ * call's reply still pending. */
+typedef struct DropPeer {
+        int listen_fd;
+        pthread_t thread;
+} DropPeer;
+
+static int drop_filter(sd_bus_message *msg, void *userdata, sd_bus_error *e) {
+        (void) userdata, (void) e;
+        sd_bus *b = sd_bus_message_get_bus(msg);
+        uint8_t type = 0;
+        if (sd_bus_message_get_type(msg, &type) < 0 || type != SD_BUS_MESSAGE_METHOD_CALL)
+                return 1;
+        const char *member = sd_bus_message_get_member(msg);
+        if (streq(member, "StartUnit")) {
+                sd_bus_close(b);
+                return 1;
+        }
+        if (sd_bus_message_get_expect_reply(msg)) {
+                sd_bus_message *r = NULL;
+                ck_assert_int_ge(sd_bus_message_new_method_return(msg, &r), 0);
+                bool daemon = streq(member, "Hello") || streq(member, "AddMatch");
+                ck_assert_int_ge(sd_bus_message_set_sender(r, daemon ? "org.freedesktop.DBus" : "org.freedesktop.systemd1"), 0);
+                if (streq(member, "Hello"))
+                        ck_assert_int_ge(sd_bus_message_append(r, "s", ":1.42"), 0);
+                (void) sd_bus_send(b, r, NULL);
+                sd_bus_message_unref(r);
+        }
+        return 1;
+}
+
+static void *drop_peer(void *userdata) {
+        DropPeer *p = userdata;
+        int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        sd_bus *b = NULL;
+        sd_id128_t id;
+        sd_id128_randomize(&id);
+        if (sd_bus_new(&b) < 0 || sd_bus_set_fd(b, fd, fd) < 0 || sd_bus_set_server(b, 1, id) < 0 ||
+            sd_bus_set_anonymous(b, 1) < 0 || sd_bus_add_filter(b, NULL, drop_filter, NULL) < 0 || sd_bus_start(b) < 0)
+                return NULL;
+        for (int i = 0; i < 500 && sd_bus_is_open(b) > 0; i++)
+                if (sd_bus_process(b, NULL) == 0)
+                        (void) sd_bus_wait(b, 20000);
+        sd_bus_flush_close_unref(b);
+        return NULL;
+}
+
+typedef struct LostBus {
+        UnitManager *m;
+        int runs, disconnects;
+        bool connected_at_done;
+        char *message;
+} LostBus;
+
+static void on_lost_bus(UnitManager *m, bool connected, int error, void *userdata) {
+        (void) m, (void) error;
+        LostBus *l = userdata;
+        if (!connected)
+                l->disconnects++;
+}
+
+static void on_lost_run(UnitManager *m, const UnitJobResult *r, size_t n, void *userdata) {
+        LostBus *l = userdata;
+        l->runs++;
+        l->connected_at_done = units_connected(m);
+        ck_assert_uint_eq(n, 1);
+        l->message = strdup(r[0].message ? r[0].message : "");
+        ck_assert_str_eq(r[0].result, "error");
+}
+
+START_TEST(a_bus_lost_with_a_reply_pending_is_a_lost_bus) {
+        /* sd-bus answers the pending StartUnit with its own "Connection
+         * terminated" before the loop learns the bus is gone.  The run
+         * must end as a lost bus (the owner starts the units again when
+         * it is back), not as systemd refusing the unit: a manager that
+         * took it for a refusal declared its bootstrap done with nothing
+         * started. */
+        char dir[] = "/tmp/anb-units-test.XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        _cleanup_free_ char *path = strdup_printf("%s/bus", dir);
+        _cleanup_free_ char *address = strdup_printf("unix:path=%s", path);
+        DropPeer p = {.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        ck_assert_int_eq(bind(p.listen_fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        ck_assert_int_eq(listen(p.listen_fd, 1), 0);
+        ck_assert_int_eq(pthread_create(&p.thread, NULL, drop_peer, &p), 0);
+        /* Restored at the end: under CK_FORK=no (valgrind) the suites
+         * share this process's environment. */
+        const char *was = getenv("DBUS_SYSTEM_BUS_ADDRESS");
+        _cleanup_free_ char *saved = was ? strdup(was) : NULL;
+        ck_assert_int_eq(setenv("DBUS_SYSTEM_BUS_ADDRESS", address, 1), 0);
+
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        LostBus l = {0};
+        UnitManagerEvents ev = {.bus_changed = on_lost_bus};
+        ck_assert_int_eq(units_new(&loop, false, &ev, &l, &l.m), 0);
+        ck_assert(units_connected(l.m));
+        char *names[] = {"anb-worker.service", NULL};
+        ck_assert_int_eq(units_track(l.m, names), 0);
+        ck_assert_int_eq(units_run(l.m, "StartUnit", names, on_lost_run, &l, NULL), 0);
+        run_until(&loop, &l.disconnects, 10000);
+        ck_assert_int_eq(l.runs, 1);
+        ck_assert_msg(!l.connected_at_done, "units_connected() was true when the run ended: %s", l.message);
+        ck_assert_msg(strstr(l.message, "lost the connection to systemd"), "%s", l.message);
+        ck_assert_int_eq(l.disconnects, 1);
+        free(l.message);
+        units_free(l.m);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(uv_loop_close(&loop), 0);
+        ck_assert_int_eq(pthread_join(p.thread, NULL), 0);
+        close(p.listen_fd);
+        unlink(path);
+        rmdir(dir);
+        if (saved)
+                setenv("DBUS_SYSTEM_BUS_ADDRESS", saved, 1);
+        else
+                unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
+}
+END_TEST
+
 Suite *units_suite(void);
 TEST_SUITE(units_suite)
 Suite *units_suite(void) {
@@ -418,6 +550,10 @@ Suite *units_suite(void) {
         tcase_add_test(tc, track_oom_leaves_the_table_as_it_was);
         tcase_add_test(tc, free_accepts_null_and_run_needs_a_bus);
         suite_add_tcase(s, tc);
+        TCase *lost = tcase_create("lost_bus");
+        tcase_set_timeout(lost, 20);
+        tcase_add_test(lost, a_bus_lost_with_a_reply_pending_is_a_lost_bus);
+        suite_add_tcase(s, lost);
         return s;
 }
 
