@@ -65,17 +65,29 @@ int envfile_quote(Buf *out, const char *v, EnvFormat format, bool *ret_portable)
          * LF) and expands ${...} even inside single quotes, with no escape. */
         const char *dollar = strstr(v, "${");
         bool cr = strchr(v, '\r') || (dollar && strchr(dollar, '}'));
-        if (!cr && !strchr(v, '\'') && !strstr(v, "\\\\") && !(n > 0 && v[n - 1] == '\\')) {
+        /* A value ending in \ has no quoted form python-dotenv 0.21 reads:
+         * its patterns take the final \' or \" for an escaped quote and run
+         * on to the next quote in the file, reading what follows as
+         * variables of their own. */
+        bool trailing_backslash = n > 0 && v[n - 1] == '\\';
+        if (!cr && !trailing_backslash && !strchr(v, '\'') && !strstr(v, "\\\\")) {
                 *ret_portable = true;
                 return quote_with(out, v, '\'', "");
         }
-        if (!cr && !strchr(v, '$') && !strchr(v, '`')) {
+        if (!cr && !trailing_backslash && !strchr(v, '$') && !strchr(v, '`')) {
                 *ret_portable = true;
                 return quote_with(out, v, '"', "\\\"");
         }
         *ret_portable = false;
-        if (format == ENV_FORMAT_DOTENV)
-                return quote_with(out, v, '\'', "\\'");
+        if (format == ENV_FORMAT_DOTENV) {
+                /* python-dotenv's reading, never one systemd takes for more
+                 * lines: double quotes escaping \ and ", which both decode
+                 * ($ and ` stay literal in both), so systemd never leaves
+                 * the quotes.  A trailing \ has no safe form for it. */
+                if (trailing_backslash)
+                        return -EDOM;
+                return quote_with(out, v, '"', "\\\"");
+        }
         return quote_with(out, v, '"', "\\\"$`");
 }
 

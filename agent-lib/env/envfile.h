@@ -9,10 +9,14 @@
  *   Neither applies to a value with a CR or a ${...} in it: python-dotenv
  *   turns CR into LF and expands ${...} (0.21 does so even in single
  *   quotes, and has no escape for it).
+ *   Nor to a value ending in \: python-dotenv reads the final \' or \"
+ *   as an escaped quote and runs on into the next lines.
  *   3. else no form exists that all three read back: [env] format decides
- *      (systemd and shell: double quotes escaping \ " $ `; dotenv: single
- *      quotes escaping \ and ') and envfile_quote() reports it so the caller
- *      warns, naming the key.
+ *      (systemd and shell: double quotes escaping \ " $ `; dotenv: double
+ *      quotes escaping \ and " -- systemd reads those exactly too, and
+ *      never past the closing quote) and envfile_quote() reports it so the
+ *      caller warns, naming the key.  For dotenv a value ending in \ has
+ *      no form at all: -EDOM.
  * Values must be valid UTF-8 (systemd drops lines that are not).
  *
  * This module does no logging; it owns nothing beyond its return values. */
@@ -37,7 +41,8 @@ bool envfile_name_is_valid(const char *name);
 
 /* Appends the quoted form of value to out.  *ret_portable is false when
  * the value has no form all three readers share (rule 3 above).
- * Returns -EILSEQ for a value that is not valid UTF-8. */
+ * Returns -EILSEQ for a value that is not valid UTF-8, -EDOM for one
+ * ending in \ in the dotenv format. */
 int envfile_quote(Buf *out, const char *value, EnvFormat format, bool *ret_portable);
 
 /* Replaces path with content.  The path's directories may belong to a user

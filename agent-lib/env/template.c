@@ -350,6 +350,16 @@ static int render_line(const Template *t, const Line *l, TemplateLookup lookup, 
                                ? -ENOMEM
                                : 0;
         }
+        if (r == -EDOM) {
+                *first_error = -EILSEQ;
+                return buf_printf(errors,
+                                  "%s%s:%u:1: the value of %s ends with a backslash, which python-dotenv cannot read "
+                                  "back in any quoting ([env] format = dotenv; format = systemd writes it for systemd "
+                                  "and sh)",
+                                  errors->len ? "\n" : "", t->name, l->lineno, l->name) < 0
+                               ? -ENOMEM
+                               : 0;
+        }
         if (r < 0 || buf_putc(text, '\n') < 0)
                 return -ENOMEM;
 

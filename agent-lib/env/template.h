@@ -76,7 +76,9 @@ typedef struct Rendered {
 
 /* Renders every line.  All unresolvable references are reported, one per
  * line of *ret_error ("name:line:column: tag 'x' has no value and no
- * default"), and then -ENOENT (or the lookup's error) is returned. */
+ * default"), and then -ENOENT (or the lookup's error) is returned.  A
+ * value the format cannot hold (not UTF-8; for dotenv, ending in \) is
+ * -EILSEQ, reported the same way. */
 int template_render(const Template *t, TemplateLookup lookup, void *userdata, EnvFormat format,
                     Rendered **ret, char **ret_error);
 void rendered_free(Rendered *r);

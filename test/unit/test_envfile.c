@@ -28,7 +28,7 @@ static const struct {
         {"say \"hi\"", "'say \"hi\"'", true},
         {"it's", "\"it's\"", true},
         {"two\\\\slashes", "\"two\\\\\\\\slashes\"", true},
-        {"ends\\", "\"ends\\\\\"", true},
+        {"ends\\", "\"ends\\\\\"", false},
         {"it's \"q\"\nx", "\"it's \\\"q\\\"\nx\"", true},
         {"it's $5", "\"it's \\$5\"", false},
         {"it's `x`", "\"it's \\`x\\`\"", false},
@@ -50,6 +50,38 @@ START_TEST(test_envfile_quote_picks_common_form) {
 }
 END_TEST
 
+/* The dotenv format's own forms, where no quoting serves all three. */
+static const struct {
+        const char *value;
+        const char *quoted; /* NULL: refused */
+} dotenv_cases[] = {
+        {"it's $5", "\"it's $5\""},
+        {"it's `x`", "\"it's `x`\""},
+        {"${HOME}", "\"${HOME}\""},
+        {"$'\nLD_PRELOAD=/x.so\n#", "\"$'\nLD_PRELOAD=/x.so\n#\""},
+        {"it's \\ \"q\" $", "\"it's \\\\ \\\"q\\\" $\""},
+        {"ends\\", NULL},
+        {"it's $\\", NULL},
+};
+
+START_TEST(test_envfile_dotenv_format_uses_double_quotes_and_refuses_a_trailing_backslash) {
+        for (size_t i = 0; i < ELEMENTSOF(dotenv_cases); i++) {
+                Buf b = {0};
+                bool portable = true;
+                int r = envfile_quote(&b, dotenv_cases[i].value, ENV_FORMAT_DOTENV, &portable);
+                if (!dotenv_cases[i].quoted)
+                        ck_assert_msg(r == -EDOM, "case %zu: %d", i, r);
+                else {
+                        ck_assert_int_eq(r, 0);
+                        ck_assert_msg(streq(b.data, dotenv_cases[i].quoted), "case %zu: got [%s] want [%s]", i,
+                                      b.data, dotenv_cases[i].quoted);
+                }
+                ck_assert(!portable);
+                buf_deinit(&b);
+        }
+}
+END_TEST
+
 START_TEST(test_envfile_quote_rejects_invalid_utf8) {
         Buf b = {0};
         bool portable;
@@ -66,18 +98,21 @@ static const char *const readback_values[] = {
         "a\\b", "two\\\\slashes", "ends\\", "\\'", "#hash", "a=b=c", "multi\nline\n", "tab\there",
         "`cmd`", "caf\xc3\xa9 \xe2\x82\xac", "it's $5", "it's `x`", "it's \\ \"q\" $ ` done", "'",
         "\"", "\\", "x\\$y", "x'\nINJECTED=1\n'", "y\"\nINJECTED=2\n\"", "z\\\nINJECTED=3",
+        "$'\nINJECTED=4\n#", "it's\\", "it's \\\\ $x",
 };
 
 static char *read_back(const char *reader, const char *file) {
         char cmd[1024];
         if (streq(reader, "sh"))
                 snprintf(cmd, sizeof cmd,
-                         "env -i /bin/sh -c 'set -a; . \"%s\"; test -z \"${INJECTED+x}\" || exit 9; printf %%s \"$V\"'",
+                         "env -i /bin/sh -c 'set -a; . \"%s\"; test -z \"${INJECTED+x}\" || exit 9; "
+                         "test \"$W\" = w || exit 8; printf %%s \"$V\"'",
                          file);
         else
                 snprintf(cmd, sizeof cmd,
                          "/usr/bin/python3 -c 'import dotenv,sys; "
-                         "d=dotenv.dotenv_values(sys.argv[1]); assert list(d)==[\"V\"], list(d); "
+                         "d=dotenv.dotenv_values(sys.argv[1]); assert list(d)==[\"V\", \"W\"], list(d); "
+                         "assert d[\"W\"]==\"w\", d[\"W\"]; "
                          "sys.stdout.buffer.write(d[\"V\"].encode())' \"%s\"",
                          file);
         int status;
@@ -95,8 +130,18 @@ static void check_readers(EnvFormat format) {
                 Buf b = {0};
                 bool portable;
                 buf_puts(&b, "V=");
-                ck_assert_int_eq(envfile_quote(&b, v, format, &portable), 0);
-                buf_puts(&b, "\n");
+                int r = envfile_quote(&b, v, format, &portable);
+                size_t n = strlen(v);
+                if (format == ENV_FORMAT_DOTENV && n > 0 && v[n - 1] == '\\') {
+                        /* No form python-dotenv reads: refused. */
+                        ck_assert_int_eq(r, -EDOM);
+                        buf_deinit(&b);
+                        continue;
+                }
+                ck_assert_int_eq(r, 0);
+                /* A double-quoted value after it: a reader that runs past
+                 * V's closing quote reads W wrong, or more variables. */
+                buf_puts(&b, "\nW=\"w\"\n");
                 write_text(file, b.data);
                 const char *readers[] = {"sh", "dotenv"};
                 for (size_t k = 0; k < 2; k++) {
@@ -216,6 +261,7 @@ Suite *suite_envfile(void) {
         TCase *tc = tcase_create("quote");
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_envfile_quote_picks_common_form);
+        tcase_add_test(tc, test_envfile_dotenv_format_uses_double_quotes_and_refuses_a_trailing_backslash);
         tcase_add_test(tc, test_envfile_quote_rejects_invalid_utf8);
         tcase_add_test(tc, test_envfile_sh_and_dotenv_read_back_exact_values);
         tcase_add_test(tc, test_envfile_dotenv_format_serves_dotenv);
