@@ -160,8 +160,10 @@ static void on_identity(const ImdsResult *res, void *userdata) {
         _cleanup_(json_decrefp) json_t *doc = json_loadb(res->body, res->body_len, 0, &jerr);
         const char *id = json_string_value(json_object_get(doc, "instanceId"));
         const char *region = json_string_value(json_object_get(doc, "region"));
-        if (!id || !region) {
-                call_end(c, -EBADMSG, "the identity document has no instanceId or region");
+        if (!aws_instance_id_is_valid(id) || !aws_region_is_valid(region)) {
+                call_end(c, -EBADMSG,
+                         "the identity document has no instanceId or region shaped like AWS's "
+                         "(\"i-0123456789abcdef0\", \"eu-west-1\")");
                 return;
         }
         free(c->f->instance_id), c->f->instance_id = strdup(id);

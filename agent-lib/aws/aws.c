@@ -74,6 +74,37 @@ static const char *endpoint_env(AwsService s) {
         }
 }
 
+/* "us-east-1", "ap-southeast-2", "us-gov-west-1": letters, one or more
+ * dash-separated lowercase words, a number.  The region becomes a host
+ * name and the signing scope; anything else is refused before it does. */
+bool aws_region_is_valid(const char *region) {
+        if (!region || strlen(region) > 32)
+                return false;
+        const char *p = region;
+        if (!('a' <= p[0] && p[0] <= 'z') || !('a' <= p[1] && p[1] <= 'z'))
+                return false;
+        p += 2;
+        unsigned words = 0;
+        while (*p == '-' && 'a' <= p[1] && p[1] <= 'z') {
+                for (p++; 'a' <= *p && *p <= 'z'; p++)
+                        ;
+                words++;
+        }
+        if (words == 0 || *p != '-' || !('0' <= p[1] && p[1] <= '9'))
+                return false;
+        for (p++; '0' <= *p && *p <= '9'; p++)
+                ;
+        return *p == 0;
+}
+
+/* "i-" and 8 or 17 hexadecimal digits. */
+bool aws_instance_id_is_valid(const char *id) {
+        if (!id || strncmp(id, "i-", 2) != 0)
+                return false;
+        size_t n = strspn(id + 2, "0123456789abcdef");
+        return id[2 + n] == 0 && (n == 8 || n == 17);
+}
+
 char *aws_endpoint(AwsService s, const char *region) {
         const char *e = getenv(endpoint_env(s));
         if (!e || !*e)
@@ -200,6 +231,8 @@ static void on_backoff(uv_timer_t *t) {
 static int call_start(AwsClient *c, const AwsCredentials *creds, const char *region, AwsService service,
                       const char *target, const char *content_type, const char *body, AwsDone done,
                       void *userdata, AwsCall **ret_call) {
+        if (!aws_region_is_valid(region))
+                return -EINVAL;
         AwsCall *a = calloc(1, sizeof(AwsCall));
         if (!a)
                 return -ENOMEM;

@@ -52,12 +52,18 @@ int aws_client_new(uv_loop_t *loop, HttpLoop *http, AwsClient **ret);
 void aws_client_free(AwsClient *c);
 
 /* The endpoint URL for service in region (environment overrides first). */
+/* Whether the identity document's region and instance id look like
+ * AWS's own: they go into host names, the signing scope and request
+ * forms, so nothing else is used. */
+bool aws_region_is_valid(const char *region);
+bool aws_instance_id_is_valid(const char *id);
 char *aws_endpoint(AwsService service, const char *region);
 const char *aws_service_name(AwsService service); /* signing name */
 
 /* JSON 1.1 call: target is e.g. "secretsmanager.GetSecretValue".  done
  * runs exactly once, from the loop, unless cancelled; *ret_call (optional)
- * is valid until then. */
+ * is valid until then.  -EINVAL (nothing sent) for a region
+ * aws_region_is_valid() refuses. */
 int aws_call_json(AwsClient *c, const AwsCredentials *creds, const char *region, AwsService service,
                   const char *target, const char *json_body, AwsDone done, void *userdata, AwsCall **ret_call);
 /* Query call (EC2, Auto Scaling): form is "Action=...&Version=...". */

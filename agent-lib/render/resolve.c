@@ -295,8 +295,11 @@ static void on_identity(const ImdsResult *res, void *userdata) {
                 fail_source(r, SOURCE_IDENTITY, -EBADMSG, "the identity document is not a JSON object");
         const char *region = json_string_value(json_object_get(doc, "region"));
         const char *iid = json_string_value(json_object_get(doc, "instanceId"));
-        r->region = region ? strdup(region) : NULL;
-        r->instance_id = iid ? strdup(iid) : NULL;
+        /* Both go into AWS host names, signing scopes and request forms:
+         * only AWS's own shapes are used (the values themselves still
+         * render, as text, for ${identity:...}). */
+        r->region = aws_region_is_valid(region) ? strdup(region) : NULL;
+        r->instance_id = aws_instance_id_is_valid(iid) ? strdup(iid) : NULL;
         for (size_t i = 0; doc && i < r->n_entries; i++) {
                 Entry *e = &r->entries[i];
                 if (e->source != SOURCE_IDENTITY || !e->pending)
@@ -571,8 +574,10 @@ static void on_aws(const AwsResult *res, void *userdata) {
 
 static char *describe_form(const AwsOp *op) {
         Buf b = {0};
+        char *id = curl_easy_escape(NULL, op->r->instance_id, 0);
         buf_printf(&b, "Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id&Filter.1.Value.1=%s",
-                   op->r->instance_id);
+                   id ? id : "");
+        curl_free(id);
         if (op->next_token) {
                 char *t = curl_easy_escape(NULL, op->next_token, 0);
                 buf_printf(&b, "&NextToken=%s", t ? t : "");
@@ -702,7 +707,8 @@ static void aws_stage(Resolver *r) {
         r->aws_started = r->aws_started || secrets;
         r->describe_started = r->describe_started || describe;
         if (!r->region || (describe && !r->instance_id)) {
-                const char *why = "cannot call AWS: the identity document (region, instance id) is unavailable";
+                const char *why = "cannot call AWS: the identity document (region, instance id) is unavailable "
+                                  "or not shaped like AWS's (\"eu-west-1\", \"i-0123456789abcdef0\")";
                 for (size_t i = 0; i < r->n_entries; i++) {
                         Entry *e = &r->entries[i];
                         if ((secrets && (e->source == SOURCE_SECRET || e->source == SOURCE_PARAM)) ||

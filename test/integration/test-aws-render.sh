@@ -100,4 +100,22 @@ assert_contains "$out" "returned the same NextToken twice" "repeated token named
 assert_eq "$(aws_stat 's["calls"].get("ec2.DescribeTags")')" 2 "stopped at the first repeat"
 cmp -s "$WORK/app/.env" "$WORK/tags.env" || fail ".env changed"
 aws_ctl state '{"repeat_next_token": false}' >/dev/null
+
+step "an identity document whose region or instance id is not shaped like AWS's: no AWS call goes out"
+# The region becomes the host of every signed call and the instance id a
+# DescribeTags filter: "attacker.example/x" would send the role's signed
+# requests elsewhere, "i-1&Filter..." would ask for another instance's tags.
+cp "$WORK/app/.env" "$WORK/before.env"
+printf 'K=${secret:anb/api-key}\n' >"$WORK/one.tmpl"
+for doc in '{"region": "attacker.example/x"}' '{"region": "eu-west-1", "instanceId": "i-1&Filter.1.Value.2=i-2"}'; do
+	imds_ctl state "{\"identity\": $doc}" >/dev/null
+	[[ $doc == *instanceId* ]] && printf 'N=${tag:Name}\n' >"$WORK/one.tmpl"
+	aws_ctl reset '{}' >/dev/null
+	capture "$ANB_AGENT" --config "$WORK/one.conf" render
+	[ "$rc" -ne 0 ] || fail "render with identity $doc succeeded"
+	assert_contains "$out" "not shaped like AWS's" "identity $doc named"
+	assert_eq "$(aws_stat 'sum(s["calls"].values())')" 0 "AWS calls with identity $doc"
+	cmp -s "$WORK/app/.env" "$WORK/before.env" || fail ".env changed"
+done
+imds_ctl state '{"identity": {"region": "eu-west-1", "instanceId": "i-0123456789abcdef0"}}' >/dev/null
 echo OK

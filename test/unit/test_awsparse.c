@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "aws/aws.h"
 #include "aws/awscreds.h"
 #include "aws/awserror.h"
 #include "aws/ec2xml.h"
@@ -180,6 +181,28 @@ START_TEST(iso8601_timestamps) {
 }
 END_TEST
 
+START_TEST(identity_region_and_instance_id_shapes) {
+        static const char *const regions[] = {"us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1",
+                                              "cn-northwest-1", "il-central-1", "us-isob-east-1"};
+        static const char *const not_regions[] = {"", "us", "us-east", "us-east-", "useast-1", "US-EAST-1",
+                                                  "us-east-1a", "attacker.example/x", "us-east-1.evil",
+                                                  "us-east-1/", "u-east-1", "us--east-1", "us-east-1 ",
+                                                  "us-east-1\n", "a-very-long-region-name-abcdefghijk-1"};
+        for (size_t i = 0; i < ELEMENTSOF(regions); i++)
+                ck_assert_msg(aws_region_is_valid(regions[i]), "%s", regions[i]);
+        for (size_t i = 0; i < ELEMENTSOF(not_regions); i++)
+                ck_assert_msg(!aws_region_is_valid(not_regions[i]), "%s", not_regions[i]);
+        ck_assert(!aws_region_is_valid(NULL));
+        ck_assert(aws_instance_id_is_valid("i-0123456789abcdef0"));
+        ck_assert(aws_instance_id_is_valid("i-12345678"));
+        static const char *const not_ids[] = {"", "i-", "i-123", "i-0123456789ABCDEF0", "i-0123456789abcdef0&x=1",
+                                              "i-0123456789abcdef", "x-12345678", "i-123456789"};
+        for (size_t i = 0; i < ELEMENTSOF(not_ids); i++)
+                ck_assert_msg(!aws_instance_id_is_valid(not_ids[i]), "%s", not_ids[i]);
+        ck_assert(!aws_instance_id_is_valid(NULL));
+}
+END_TEST
+
 START_TEST(credentials_json_is_parsed_without_leaking_values_into_errors) {
         static const char ok[] = "{\"Code\": \"Success\", \"AccessKeyId\": \"ASIAX\", \"SecretAccessKey\": \"sek\","
                                  " \"Token\": \"tok\", \"Expiration\": \"2026-11-22T21:00:00Z\"}";
@@ -209,6 +232,7 @@ Suite *suite_awsparse(void) {
         tcase_add_test(tc, aws_errors_are_classified_in_both_shapes);
         tcase_add_test(tc, iso8601_timestamps);
         tcase_add_test(tc, credentials_json_is_parsed_without_leaking_values_into_errors);
+        tcase_add_test(tc, identity_region_and_instance_id_shapes);
         suite_add_tcase(s, tc);
         return s;
 }
