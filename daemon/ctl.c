@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "basic/clock.h"
+#include "basic/escape.h"
 #include "basic/log.h"
 #include "basic/util.h"
 #include "cli.h"
@@ -43,13 +44,45 @@ static int call(const CliOptions *o, json_t *req, int timeout_ms, bool reports_f
         return 0;
 }
 
+/* Prints s[0..n) with every control character (C0, C1, DEL) and invalid
+ * byte escaped: answers carry outside text (AWS error messages, IMDS
+ * codes, unit names from the config) that must not drive the terminal. */
+static void print_text(const char *s, size_t n) {
+        Buf b = {0};
+        if (text_escape_append(&b, s, n) >= 0 && b.data)
+                fputs(b.data, stdout);
+        buf_deinit(&b);
+}
+
+/* Every string in the answer escaped the same way, so that the printf
+ * calls below print none raw.  Line breaks go too: a multi-line text is
+ * split before this (print_status's last error). */
+static void escape_strings(json_t *j) {
+        const char *k;
+        json_t *v;
+        size_t i;
+        if (json_is_object(j))
+                json_object_foreach(j, k, v) escape_strings(v);
+        else if (json_is_array(j))
+                json_array_foreach(j, i, v) escape_strings(v);
+        else if (json_is_string(j)) {
+                _cleanup_free_ char *e = text_escape(json_string_value(j));
+                if (e && !streq(e, json_string_value(j)))
+                        json_string_set(j, e);
+        }
+}
+
 static void print_list(const char *label, json_t *a) {
         size_t i;
         json_t *v;
         printf("%-16s", label);
         if (!json_array_size(a))
                 printf("none");
-        json_array_foreach(a, i, v) printf("%s%s", i ? ", " : "", json_string_value(v));
+        json_array_foreach(a, i, v) {
+                const char *t = json_string_value(v);
+                printf("%s", i ? ", " : "");
+                print_text(t ? t : "", t ? strlen(t) : 0);
+        }
         printf("\n");
 }
 
@@ -104,6 +137,12 @@ static long long num(json_t *o, const char *key) {
 }
 
 static void print_status(json_t *st) {
+        /* A render's error may be several lines, one per problem: kept
+         * apart and each line escaped when printed, below. */
+        _cleanup_free_ char *last_error = json_is_string(json_object_get(st, "last_error"))
+                                                  ? strdup(json_string_value(json_object_get(st, "last_error")))
+                                                  : NULL;
+        escape_strings(st);
         json_t *boot = json_object_get(st, "bootstrap"), *env = json_object_get(st, "env");
         json_t *health = json_object_get(st, "health"), *units = json_object_get(st, "units");
         json_t *imds = json_object_get(st, "imds");
@@ -172,11 +211,12 @@ static void print_status(json_t *st) {
         printf("  %-12s %lld calls (%lld in the last render), %lld retries, %lld errors; tags from %s\n", "aws",
                num(aws, "calls"), num(aws, "calls_last_render"), num(aws, "retries"), num(aws, "errors"),
                json_is_string(json_object_get(aws, "tags_source")) ? str(aws, "tags_source") : "-");
-        /* A render's error may be several lines: one per problem. */
-        const char *err = str(st, "last_error");
+        const char *err = last_error ? last_error : "-";
         for (bool first = true; first || *err; first = false) {
                 size_t n = strcspn(err, "\n");
-                printf("  %-12s %.*s\n", first ? "last error" : "", (int) n, err);
+                printf("  %-12s ", first ? "last error" : "");
+                print_text(err, n);
+                printf("\n");
                 err += n;
                 if (*err)
                         err++;
