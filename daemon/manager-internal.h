@@ -56,7 +56,12 @@ typedef struct Manager {
         HttpLoop *http;
         RenderSources src; /* IMDS, AWS, credentials */
         UnitManager *units;
-        const UnitSet *unit_set;
+        const UnitSet *unit_set; /* the role's [units] in the live config */
+        /* The units supervised: the role's manage list as the agent chose
+         * it at start.  A reload's new list takes effect at the next
+         * start, as the bus and the listen address do: it is warned about,
+         * not half-applied (tracked, never started). */
+        char **manage;
         HealthServer *health;
         ControlServer *control;
 
@@ -110,6 +115,9 @@ typedef struct Manager {
  * queued); the units a role selects. */
 void dispatch(Manager *m, LifeEvent ev);
 void choose_units(Manager *m, const char *role);
+/* Whether config c gives the role another manage list than the one the
+ * agent supervises. */
+bool manage_changed(const Manager *m, const Config *c);
 
 /* reload.c: renders, config re-reads, reload reports and their waiters. */
 bool env_on_disk(Manager *m);

@@ -60,7 +60,7 @@ static void on_bus_changed(UnitManager *um, bool connected, int error, void *use
         dispatch(m, (LifeEvent) {.kind = connected ? LIFE_BUS_UP : LIFE_BUS_DOWN});
         if (connected && m->stop_pending && m->life.state == LIFE_TERMINATING) {
                 m->stop_pending = false;
-                _cleanup_(strv_freep) char **rev = reversed(m->unit_set ? m->unit_set->manage : NULL);
+                _cleanup_(strv_freep) char **rev = reversed(m->manage);
                 run_units(m, "StopUnit", rev, on_units_stopped);
         }
 }
@@ -151,9 +151,25 @@ void choose_units(Manager *m, const char *role) {
                 }
         }
         m->unit_set = config_unit_set(m->config, m->role);
-        int r = units_track(m->units, m->unit_set->manage);
+        if (m->manage)
+                return;
+        m->manage = strv_copy(m->unit_set->manage);
+        int r = m->manage ? units_track(m->units, m->manage) : -ENOMEM;
         if (r < 0)
                 log_error("cannot track the units: %s", strerror(-r));
+}
+
+bool manage_changed(const Manager *m, const Config *c) {
+        if (!m->manage)
+                return false;
+        char *const *l = config_unit_set(c, m->role)->manage;
+        size_t n = strv_length(l);
+        if (n != strv_length(m->manage))
+                return true;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(l[i], m->manage[i]))
+                        return true;
+        return false;
 }
 
 /* Queues jobs; a synchronous failure (no bus) becomes the event it means. */
@@ -254,14 +270,14 @@ static void execute(Manager *m, unsigned a) {
                                     m->config->env_output);
                 if (!m->unit_set) /* the render failed: the role tag is unknown */
                         choose_units(m, m->config->default_role);
-                if (strv_length(m->unit_set->manage) == 0)
+                if (strv_length(m->manage) == 0)
                         bootstrap_finished(m, true); /* nothing to start: done now */
-                run_units(m, "StartUnit", m->unit_set->manage, on_units_started);
+                run_units(m, "StartUnit", m->manage, on_units_started);
         }
         if (a & LIFE_DO_RESTART_UNITS)
                 run_units(m, "RestartUnit", m->unit_set->restart_on_change, on_units_restarted);
         if (a & LIFE_DO_STOP_UNITS) {
-                _cleanup_(strv_freep) char **rev = reversed(m->unit_set ? m->unit_set->manage : NULL);
+                _cleanup_(strv_freep) char **rev = reversed(m->manage);
                 log_notice("stopping the managed units in reverse order (each within its own stop timeout)");
                 units_set_recovery(m->units, false);
                 run_units(m, "StopUnit", rev, on_units_stopped);
@@ -486,6 +502,7 @@ static void manager_teardown(Manager *m) {
         json_decref(m->health_failing);
         m->health_failing = NULL;
         rendered_free(m->env);
+        strv_free(m->manage);
         free(m->role);
         free(m->last_error);
         free(m->spot_notice);

@@ -216,6 +216,12 @@ static void config_done(uv_work_t *w, int status) {
                 log_warning("%s: [health] listen, [control] socket, [systemd] bus and [imds] take effect at the "
                             "next start of anb-agent",
                             c->path);
+        if (manage_changed(m, c)) {
+                _cleanup_free_ char *keep = strv_join(m->manage, " ");
+                log_warning("%s: the manage list of role %s changed; anb-agent supervises %s until its next start "
+                            "(systemctl restart anb-agent)",
+                            c->path, m->role ? m->role : "default", keep && *keep ? keep : "no unit");
+        }
         /* Keep the live settings that cannot change under a running loop. */
         free(c->health_listen), c->health_listen = strdup(m->config->health_listen);
         free(c->control_socket), c->control_socket = strdup(m->config->control_socket);

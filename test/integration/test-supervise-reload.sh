@@ -1,7 +1,8 @@
 #!/bin/bash
 # A changed tag + reload: the .env changes and only the units that read it
 # restart (new MainPID); nginx and redis keep theirs.  A reload that
-# changes nothing restarts nothing.
+# changes nothing restarts nothing; one that changes [units] manage keeps
+# the units the agent started with until its next start.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
 start_imds '{"tags": {"Name": "anb-both-1", "anb:role": "both", "anb:env": "staging"}}'
@@ -41,4 +42,16 @@ for u in anb-api anb-worker; do
 done
 assert_contains "$(curl -sf 127.0.0.1:8080/settings)" '"APP_ENV":"production"' "new value reached the app"
 assert_contains "$(systemctl --user status anb-agent.service)" "env r2" "STATUS= revision"
+
+step "a reload that changes the role's manage list: warned, applied at the next start, health unchanged"
+# Before, the new list was tracked but nothing started it: /health went
+# 503 for a unit the agent would never start, until a restart.
+sed -i 's/^manage = redis-server.service anb-api.socket anb-api.service anb-worker.service nginx.service$/& anb-extra.service/' \
+	"$ROOT/etc/anb-agent/agent.conf"
+grep -q "anb-extra.service" "$ROOT/etc/anb-agent/agent.conf" || fail "the test did not change the manage list"
+systemctl --user reload anb-agent.service
+warned() { agent_log | grep -q "the manage list of role both changed; anb-agent supervises redis-server.service"; }
+wait_for 10 warned || fail "no warning: $(agent_log | tail -5)"
+assert_eq "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:8081/health)" 200 "health after the reload"
+assert_not_contains "$("$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf" status)" "anb-extra" "the new unit is not tracked yet"
 echo OK
