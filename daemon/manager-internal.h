@@ -92,6 +92,11 @@ typedef struct Manager {
         const char *tags_source;
         unsigned aws_calls_last_render;
         uint64_t render_count, render_failures;
+        /* When the .env on disk was last written (CLOCK_REALTIME us, from
+         * the last good render), and the restarts asked for because a
+         * restart_on_change unit started before that (stale_units()). */
+        uint64_t env_written_usec, stale_restart_for;
+        unsigned stale_restarts;
         uint64_t started_usec;
         double bootstrap_ms;
         time_t bootstrapped_at;
@@ -118,6 +123,10 @@ void choose_units(Manager *m, const char *role);
 /* Whether config c gives the role another manage list than the one the
  * agent supervises. */
 bool manage_changed(const Manager *m, const Config *c);
+/* The restart_on_change units running on an older .env than the one on
+ * disk (started before it was written: an agent restart, or a restart
+ * lost with the bus, came between), space-separated; NULL if none. */
+char *stale_units(Manager *m);
 
 /* reload.c: renders, config re-reads, reload reports and their waiters. */
 bool env_on_disk(Manager *m);

@@ -26,6 +26,7 @@
 static char **reversed(char *const *l);
 static void on_units_stopped(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata);
 static void run_units(Manager *m, const char *method, char **names, UnitsDone done);
+static void restart_stale(Manager *m);
 
 /* ---- units ------------------------------------------------------------- */
 
@@ -48,6 +49,44 @@ static void on_unit_changed(UnitManager *um, const UnitInfo *u, const char *old_
         log_msg(prio, "%s: %s/%s → %s/%s%s%s%s", u->name, *old_active ? old_active : "?", *old_sub ? old_sub : "?",
                 u->active_state, u->sub_state, res ? ", Result=" : "", res ? res : "", pid);
         state_changed(m);
+        restart_stale(m);
+}
+
+char *stale_units(Manager *m) {
+        if (!m->env_written_usec || !m->unit_set)
+                return NULL;
+        _cleanup_(strv_freep) char **stale = NULL;
+        for (size_t i = 0; i < units_count(m->units); i++) {
+                UnitInfo u;
+                if (!units_get(m->units, i, &u) || !strv_contains(m->unit_set->restart_on_change, u.name))
+                        continue;
+                bool running = streq(u.active_state, "active") || streq(u.active_state, "activating") ||
+                               streq(u.active_state, "reloading");
+                if (running && u.exec_main_start_usec && u.exec_main_start_usec < m->env_written_usec)
+                        strv_push(&stale, strdup(u.name));
+        }
+        return stale ? strv_join(stale, " ") : NULL;
+}
+
+/* Restarts (through a reload: render, then the restarts) units left on an
+ * older .env, a few times per .env at most. */
+static void restart_stale(Manager *m) {
+        if (m->life.state != LIFE_RUNNING)
+                return;
+        _cleanup_free_ char *stale = stale_units(m);
+        if (!stale)
+                return;
+        if (m->stale_restart_for != m->env_written_usec) {
+                m->stale_restart_for = m->env_written_usec;
+                m->stale_restarts = 0;
+        }
+        if (m->stale_restarts >= 3)
+                return;
+        m->stale_restarts++;
+        log_notice("%s started before the .env it reads was last written (an agent restart or a lost bus came "
+                   "between): restarting",
+                   stale);
+        dispatch(m, (LifeEvent) {.kind = LIFE_RELOAD});
 }
 
 static void on_bus_changed(UnitManager *um, bool connected, int error, void *userdata) {
@@ -102,6 +141,7 @@ static void on_units_started(UnitManager *um, const UnitJobResult *r, size_t n, 
                 }
         bootstrap_finished(m, ok);
         dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});
+        restart_stale(m); /* units that were running before this start */
 }
 
 static void on_units_restarted(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata) {

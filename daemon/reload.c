@@ -153,11 +153,18 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         m->env = TAKE_PTR(o->rendered);
         choose_units(m, o->role);
         bool content_changed = o->changed;
+        if (o->env_written_usec)
+                m->env_written_usec = o->env_written_usec;
         render_outcome_free(o);
+        /* Units left on an older .env restart as if it had changed now. */
+        _cleanup_free_ char *stale = m->life.state == LIFE_STARTING ? NULL : stale_units(m);
 
         if (m->life.state == LIFE_STARTING)
                 log_notice("rendered %s (r%u, %zu variables)", m->config->env_output, m->env_revision,
                            m->env->n_vars);
+        else if (!content_changed && stale)
+                log_notice("reload: .env unchanged (r%u), but %s started before it was written: restarting",
+                           m->env_revision, stale);
         else if (!content_changed)
                 log_info("reload: .env unchanged (r%u); nothing restarted", m->env_revision);
         else {
@@ -167,7 +174,7 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         strv_free(m->report.changed);
         m->report.changed = changed;
         dispatch(m, (LifeEvent) {.kind = LIFE_RENDERED,
-                                 .changed = content_changed,
+                                 .changed = content_changed || stale,
                                  .restarts = strv_length(m->unit_set->restart_on_change) > 0});
 }
 

@@ -18,6 +18,15 @@ static inline uint64_t clock_usec(void) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
+/* CLOCK_REALTIME in microseconds: only to compare with stamps that exist
+ * in wall-clock time alone (a file's mtime, systemd's
+ * ExecMainStartTimestamp). */
+static inline uint64_t clock_realtime_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
 /* Milliseconds since an earlier clock_usec(), for logs and reports. */
 static inline double clock_ms_since(uint64_t then_usec) {
         return (double) (clock_usec() - then_usec) / 1000.0;

@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 
+#include "basic/clock.h"
 #include "basic/log.h"
 #include "basic/util.h"
 #include "env/envfile.h"
@@ -47,6 +49,7 @@ struct RenderJob {
         size_t content_len;
         int work_error;
         bool changed;
+        uint64_t written_usec;
 };
 
 void render_outcome_free(RenderOutcome *o) {
@@ -173,6 +176,16 @@ static void on_write_work(uv_work_t *w) {
         RenderJob *j = w->data;
         j->work_error = envfile_write(j->output_path, j->content, j->content_len, j->uid, j->gid, j->mode,
                                       &j->changed);
+        if (j->work_error < 0)
+                return;
+        /* The file's mtime comes from the kernel's coarse clock (a tick
+         * behind): when this render wrote it, the clock read now is the
+         * exact bound; units started after it read this content. */
+        struct stat st;
+        if (j->changed)
+                j->written_usec = clock_realtime_usec();
+        else if (lstat(j->output_path, &st) == 0)
+                j->written_usec = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t) st.st_mtim.tv_nsec / 1000;
 }
 
 static void after_write(uv_work_t *w, int status) {
@@ -190,6 +203,7 @@ static void after_write(uv_work_t *w, int status) {
                             strdup_printf("cannot write %s: %s (the previous file is unchanged)", c->env_output,
                                           strerror(-k)));
         j->outcome->changed = j->changed;
+        j->outcome->env_written_usec = j->written_usec;
         finish(j);
 }
 

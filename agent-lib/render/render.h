@@ -35,6 +35,10 @@ typedef struct RenderOutcome {
         char *message;   /* on error: one or more lines, each naming what to fix */
         Rendered *rendered;
         bool changed;    /* .env content differs from what was there */
+        /* With RENDER_WRITE: CLOCK_REALTIME us the .env on disk was last
+         * written (by this render: when it was in place; else its mtime);
+         * a unit started before then runs on an older file.  0: unknown. */
+        uint64_t env_written_usec;
         char *role;      /* with RENDER_WANT_ROLE: tag value, default_role, or NULL */
         char **warnings; /* e.g. keys with no portable quoting */
         const char *tags_source; /* "imds", "ec2:DescribeTags" or NULL (static) */

@@ -20,6 +20,7 @@ typedef struct Unit {
         char *path;
         char *load_state, *active_state, *sub_state, *result;
         uint32_t main_pid, n_restarts;
+        uint64_t exec_main_start_usec;
         uint64_t changed_usec;
         /* Every call in flight for this unit has its slot here: unit_free()
          * unrefs them, so no reply ever reaches a freed Unit. */
@@ -120,6 +121,7 @@ static void unit_info(const Unit *u, UnitInfo *ret) {
                 .result = str_or_empty(u->result),
                 .main_pid = u->main_pid,
                 .n_restarts = u->n_restarts,
+                .exec_main_start_usec = u->exec_main_start_usec,
                 .changed_usec = u->changed_usec,
                 .recovering = u->unsettled,
         };
@@ -154,6 +156,9 @@ static int read_props(Unit *u, sd_bus_message *msg) {
                                 return r;
                 } else if (num && streq(contents, "u")) {
                         if ((r = sd_bus_message_read(msg, "v", "u", num)) < 0)
+                                return r;
+                } else if (streq(name, "ExecMainStartTimestamp") && streq(contents, "t")) {
+                        if ((r = sd_bus_message_read(msg, "v", "t", &u->exec_main_start_usec)) < 0)
                                 return r;
                 } else if ((r = sd_bus_message_skip(msg, "v")) < 0)
                         return r;

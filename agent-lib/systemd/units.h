@@ -35,6 +35,10 @@ typedef struct UnitInfo {
         const char *result; /* the service's Result, e.g. "exit-code" */
         uint32_t main_pid;
         uint32_t n_restarts;
+        /* CLOCK_REALTIME us its main process was started (systemd's
+         * ExecMainStartTimestamp: when it read its EnvironmentFile=); 0 if
+         * unknown or never. */
+        uint64_t exec_main_start_usec;
         uint64_t changed_usec; /* CLOCK_MONOTONIC of the last state change seen */
         bool recovering;       /* failed since tracked, and not up for min(recovery delay, 5 s) since */
 } UnitInfo;
