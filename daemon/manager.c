@@ -102,6 +102,10 @@ static void on_bus_changed(UnitManager *um, bool connected, int error, void *use
                 _cleanup_(strv_freep) char **rev = reversed(m->manage);
                 run_units(m, "StopUnit", rev, on_units_stopped);
         }
+        /* Restarts lost with the bus: the units' start stamps from before
+         * are still in the table. */
+        if (connected)
+                restart_stale(m);
 }
 
 static void on_recovery(UnitManager *um, const char *unit, unsigned attempt, uint64_t delay_ms, void *userdata) {
@@ -227,6 +231,11 @@ static void run_units(Manager *m, const char *method, char **names, UnitsDone do
                 m->stop_pending = true;
         } else if (r == -ENOTCONN) {
                 log_warning("waiting for systemd's bus to %s the units", streq(method, "StartUnit") ? "start" : "reach");
+                /* Not a success: the reload says so; the units restart
+                 * when the bus is back (they run on an older .env). */
+                if (!streq(method, "StartUnit"))
+                        strv_push(&m->report.failed,
+                                  strdup_printf("%s: systemd's bus is not connected; done when it is back", method));
                 dispatch(m, (LifeEvent) {.kind = LIFE_BUS_DOWN});
                 if (!streq(method, "StartUnit"))
                         dispatch(m, (LifeEvent) {.kind = LIFE_UNITS_DONE});

@@ -4,7 +4,9 @@
 # manager reconnects to it, as systemd does to the system bus).
 # Must hold: the agent notices, reconnects (with backoff, no busy loop),
 # re-subscribes (unit changes after the restart reach it by signals), and
-# its state table is right afterwards (`anb-agent status` matches systemd).
+# its state table is right afterwards (`anb-agent status` matches systemd);
+# a restart a reload could not do while the bus was gone is done when it
+# is back.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
 . "$(dirname "$0")/faults.sh"
@@ -45,4 +47,21 @@ kill -9 "$upid"
 seen() { agent_log | grep -q "nginx.service: active/running → "; }
 wait_for 5 seen || fail "no unit change seen after the bus restart: $(agent_log | tail -3)"
 wait_for 20 healthy || fail "not healthy again"
+
+step "a reload while the bus is gone: the .env changes, the reload says the restart is not done, it is done when the bus is back"
+api=$(unit_prop anb-api.service MainPID)
+losses=$(agent_log | grep -c "lost the connection to systemd")
+systemctl --user stop dbus.socket dbus.service
+lost_again() { [ "$(agent_log | grep -c "lost the connection to systemd")" -gt "$losses" ]; }
+wait_for 10 lost_again || fail "bus loss not noticed: $(agent_log | tail -3)"
+imds_ctl state '{"tags": {"Name": "anb-web-1", "anb:role": "web", "anb:env": "production"}}' >/dev/null
+capture agent_cli reload
+[ "$rc" -ne 0 ] || fail "the reload reported success with its restart not done: $out"
+assert_contains "$out" "RestartUnit: systemd's bus is not connected" "the reload names what is not done"
+assert_eq "$(unit_prop anb-api.service MainPID)" "$api" "nothing restarted without the bus"
+systemctl --user start dbus.socket
+restarted() { [ "$(unit_prop anb-api.service MainPID)" != "$api" ]; }
+wait_for 30 restarted || fail "anb-api never restarted on the new .env: $(agent_log | tail -8)"
+serves() { curl -sf 127.0.0.1:8080/settings | grep -q '"APP_ENV":"production"'; }
+wait_for 20 serves || fail "the app does not serve the new value: $(curl -s 127.0.0.1:8080/settings)"
 echo OK
