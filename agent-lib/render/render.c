@@ -225,6 +225,11 @@ static void start_write(RenderJob *j) {
 
 static void on_resolved(Resolver *r, void *userdata) {
         RenderJob *j = userdata;
+        /* The deadline may have failed the job in the same loop turn (with
+         * libuv >= 1.45 a timer started in a timer callback waits for the
+         * next turn): its outcome is out, nothing may be written. */
+        if (j->stage != STAGE_RESOLVE)
+                return;
         const Config *c = j->config;
         RenderOutcome *o = j->outcome;
         char *err = NULL;
