@@ -41,16 +41,17 @@ static const char *hook_name(const Manager *m, const HookCall *h) {
 }
 
 static void hook_send(Manager *m, HookCall *h) {
-        const char *name = hook_name(m, h);
-        if (!name || h->done || h->in_flight || !h->result)
+        if (!h->name || h->done || h->in_flight || !h->result)
                 return;
-        int r = fleet_complete_hook(m->fleet, name, h->result);
-        if (r < 0) {
-                log_error("lifecycle hook %s: cannot complete it: %s", name, strerror(-r));
-                uv_timer_start(&h->retry, on_hook_retry, backoff_next(&h->backoff), 0);
-                return;
-        }
+        /* In flight before the call: its answer may come from inside it
+         * (no IMDS, say), and on_hook_done only takes a call in flight. */
         h->in_flight = true;
+        int r = fleet_complete_hook(m->fleet, h->name, h->result);
+        if (r < 0) {
+                h->in_flight = false;
+                log_error("lifecycle hook %s: cannot complete it: %s", h->name, strerror(-r));
+                uv_timer_start(&h->retry, on_hook_retry, backoff_next(&h->backoff), 0);
+        }
 }
 
 static void on_hook_retry(uv_timer_t *t) {
@@ -65,6 +66,7 @@ void hook_decide(Manager *m, HookCall *h, const char *result, const char *why) {
         if (!name || h->result)
                 return;
         h->result = strdup(result);
+        h->name = strdup(name); /* a reload renaming the hook meanwhile changes nothing */
         log_notice("lifecycle hook %s: %s (%s)", name, result, why);
         hook_send(m, h);
 }
@@ -123,9 +125,9 @@ void on_hook_done(const char *hook, const char *action, int error, const char *m
                 log_error("lifecycle hook %s: %s failed: %s", hook, action, message ? message : strerror(-error));
         if (heartbeat)
                 return;
-        HookCall *h = streq_ptr(hook, m->config->launch_hook) && m->launch.in_flight       ? &m->launch
-                      : streq_ptr(hook, m->config->terminate_hook) && m->terminate.in_flight ? &m->terminate
-                                                                                              : NULL;
+        HookCall *h = streq_ptr(hook, m->launch.name) && m->launch.in_flight       ? &m->launch
+                      : streq_ptr(hook, m->terminate.name) && m->terminate.in_flight ? &m->terminate
+                                                                                      : NULL;
         if (!h)
                 return;
         h->in_flight = false;

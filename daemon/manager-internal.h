@@ -26,6 +26,7 @@
  * with backoff until AWS has it (or says there is nothing to complete). */
 typedef struct HookCall {
         const char *what;  /* "launch" or "terminate" */
+        char *name;        /* the hook, as configured when decided */
         char *result;      /* CONTINUE or ABANDON once decided */
         bool in_flight;
         bool done;

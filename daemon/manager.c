@@ -558,6 +558,8 @@ static void manager_teardown(Manager *m) {
         free(m->heartbeat_hook);
         free(m->launch.result);
         free(m->terminate.result);
+        free(m->launch.name);
+        free(m->terminate.name);
         config_free(m->config);
 }
 
