@@ -202,7 +202,10 @@ unsigned life_step(Life *l, const LifeEvent *ev) {
                         l->exit_after_hook = true;
                         return 0;
                 }
-                if (ev->grace && l->state != LIFE_DRAINING) {
+                /* In TERMINATING /health has answered 503 since the
+                 * terminate began: a drain grace now would only delay the
+                 * exit the operator asked for twice. */
+                if (ev->grace && l->state != LIFE_DRAINING && l->state != LIFE_TERMINATING) {
                         l->state = LIFE_DRAINING;
                         l->pending = l->pending_explicit = false;
                         return LIFE_DO_CANCEL | LIFE_DO_ARM_GRACE;

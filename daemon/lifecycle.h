@@ -28,7 +28,9 @@
  *   any state ──SIGTERM──► STOPPING (grace 0, or a second SIGTERM)
  *   any running state ──TERMINATE (ASG Terminated)──► TERMINATING: 503, stop the
  *        units in reverse ──UNITS_DONE──► complete the terminate hook ──HOOK_DONE──►
- *        stays until SIGTERM; a SIGTERM before HOOK_DONE waits for it, then STOPPING
+ *        stays until SIGTERM; a SIGTERM before HOOK_DONE waits for it, then STOPPING;
+ *        after HOOK_DONE, or a second one, STOPPING at once (no drain grace:
+ *        /health has been 503 since TERMINATE)
  *
  * Requests that arrive while a render or jobs are in flight are not
  * dropped: they set `pending` and run as one coalesced reload as soon as

@@ -117,10 +117,10 @@ static const Row rows[] = {
          LIFE_TERMINATING, 0},
         {"...the hook answered: leave", S(TERMINATING, .exit_after_hook = true), E(HOOK_DONE), LIFE_STOPPING, EX},
         {"a second sigterm while waiting for the hook leaves now", S(TERMINATING, .exit_after_hook = true),
-         E(SIGTERM, .grace = true), LIFE_DRAINING, CAN | AG},
+         E(SIGTERM, .grace = true), LIFE_STOPPING, CAN | EX},
         {"hook answered, no sigterm yet: stay", S(TERMINATING), E(HOOK_DONE), LIFE_TERMINATING, 0},
-        {"sigterm after the hook was answered drains", S(TERMINATING, .hook_done = true), E(SIGTERM, .grace = true),
-         LIFE_DRAINING, CAN | AG},
+        {"sigterm after the hook was answered leaves (503 since the terminate began)", S(TERMINATING, .hook_done = true),
+         E(SIGTERM, .grace = true), LIFE_STOPPING, CAN | EX},
         {"hook done outside terminating is ignored", S(RUNNING), E(HOOK_DONE), LIFE_RUNNING, 0},
 };
 
