@@ -24,6 +24,7 @@
 #include "manager-internal.h"
 
 static char **reversed(char *const *l);
+static char **to_stop(Manager *m);
 static void on_units_stopped(UnitManager *um, const UnitJobResult *r, size_t n, void *userdata);
 static void run_units(Manager *m, const char *method, char **names, UnitsDone done);
 static void restart_stale(Manager *m);
@@ -99,7 +100,7 @@ static void on_bus_changed(UnitManager *um, bool connected, int error, void *use
         dispatch(m, (LifeEvent) {.kind = connected ? LIFE_BUS_UP : LIFE_BUS_DOWN});
         if (connected && m->stop_pending && m->life.state == LIFE_TERMINATING) {
                 m->stop_pending = false;
-                _cleanup_(strv_freep) char **rev = reversed(m->manage);
+                _cleanup_(strv_freep) char **rev = to_stop(m);
                 run_units(m, "StopUnit", rev, on_units_stopped);
         }
         /* Restarts lost with the bus: the units' start stamps from before
@@ -247,6 +248,25 @@ static void run_units(Manager *m, const char *method, char **names, UnitsDone do
         }
 }
 
+/* What to stop, last started first: the units supervised, or -- when the
+ * agent stops before it knew its role (restarted during Terminating:Wait,
+ * its first render slower than the first poll) -- every unit any role
+ * manages, so whatever the previous run started still stops warm and in
+ * order (stopping a unit that is not running does nothing). */
+static char **to_stop(Manager *m) {
+        if (m->manage)
+                return reversed(m->manage);
+        _cleanup_(strv_freep) char **all = strv_copy(m->config->units.manage);
+        for (size_t i = 0; all && i < m->config->n_roles; i++)
+                for (char **u = m->config->roles[i].manage; u && *u; u++)
+                        if (!strv_contains(all, *u))
+                                strv_push(&all, strdup(*u));
+        if (strv_length(all))
+                log_notice("the role is not known yet (no render since the agent started): stopping every unit a "
+                           "role manages");
+        return reversed(all);
+}
+
 static char **reversed(char *const *l) {
         size_t n = strv_length(l);
         char **r = calloc(n + 1, sizeof(char *));
@@ -326,7 +346,7 @@ static void execute(Manager *m, unsigned a) {
         if (a & LIFE_DO_RESTART_UNITS)
                 run_units(m, "RestartUnit", m->unit_set->restart_on_change, on_units_restarted);
         if (a & LIFE_DO_STOP_UNITS) {
-                _cleanup_(strv_freep) char **rev = reversed(m->manage);
+                _cleanup_(strv_freep) char **rev = to_stop(m);
                 log_notice("stopping the managed units in reverse order (each within its own stop timeout)");
                 units_set_recovery(m->units, false);
                 run_units(m, "StopUnit", rev, on_units_stopped);
