@@ -40,6 +40,7 @@ struct Fleet {
 
         char *instance_id, *region, *group;
         bool group_from_tags_failed; /* IMDS tags off: ask EC2 */
+        unsigned spot_absent;        /* 404s in a row since the notice */
         ListLink calls;
 };
 
@@ -52,11 +53,27 @@ static bool plain_text(const char *s, size_t n) {
         return true;
 }
 
+/* Polls in a row answering 404 after a notice before it counts as gone:
+ * one stray 404 must not flip /health back to 200 mid-interruption. */
+#define SPOT_GONE_AFTER 3
+
 static void on_spot(const ImdsResult *res, void *userdata) {
         Fleet *f = userdata;
         f->polls_in_flight--;
-        if (f->closing || res->error)
+        if (f->closing)
+                return;
+        if (res->error == -ENOENT && f->spot_seen && ++f->spot_absent >= SPOT_GONE_AFTER) {
+                /* Withdrawn: the instance was not interrupted after all (a
+                 * hibernation it came back from, a stop that was not made). */
+                free(f->spot_seen), f->spot_seen = NULL;
+                f->spot_absent = 0;
+                if (f->ev.spot_notice)
+                        f->ev.spot_notice(NULL, NULL, f->userdata);
+                return;
+        }
+        if (res->error)
                 return; /* 404: no notice; errors: the next poll asks again */
+        f->spot_absent = 0;
         json_error_t jerr;
         _cleanup_(json_decrefp) json_t *doc = json_loadb(res->body, res->body_len, 0, &jerr);
         const char *action = json_string_value(json_object_get(doc, "action"));

@@ -32,7 +32,8 @@ typedef struct Fleet Fleet;
 
 typedef struct FleetEvents {
         /* A spot interruption notice appeared: action ("terminate",
-         * "stop", "hibernate") and when (ISO 8601), both plain text. */
+         * "stop", "hibernate") and when (ISO 8601), both plain text; or
+         * (both NULL) the notice is gone again (3 polls in a row without). */
         void (*spot_notice)(const char *action, const char *time, void *userdata);
         /* The ASG's target lifecycle state changed ("InService",
          * "Terminated", ...). */

@@ -93,6 +93,15 @@ void on_abandon(uv_timer_t *t) {
 
 void on_spot_notice(const char *action, const char *when, void *userdata) {
         Manager *m = userdata;
+        if (!action) {
+                if (!m->spot_notice)
+                        return;
+                log_notice("the spot interruption notice (%s) is gone from IMDS: no longer draining for it",
+                           m->spot_notice);
+                free(m->spot_notice), m->spot_notice = NULL;
+                state_changed(m);
+                return;
+        }
         free(m->spot_notice);
         m->spot_notice = strdup_printf("%s at %s", action, when);
         log_warning("spot interruption notice: %s at %s; /health answers 503 (draining)", action, when);

@@ -74,6 +74,13 @@ assert_not_contains "$(agent_log)" "MAINPID=1" "forged text in the log"
 # reported, its fields as unknown.
 assert_contains "$(unit_prop anb-agent.service StatusText)" "spot interruption notice: unknown at unknown" "STATUS= text"
 
+step "the notice gone from IMDS (3 polls in a row, not one): /health serves again"
+imds_ctl state '{"spot_instance_action": null}' >/dev/null
+serving() { [ "$(code)" = 200 ]; }
+wait_for 10 serving || fail "still $(code) with the notice gone: $(agent_log | tail -3)"
+assert_contains "$(agent_log)" "the spot interruption notice (unknown at unknown) is gone from IMDS" "logged"
+assert_contains "$("${A[@]}" status)" "drain        no" "status"
+
 step "the ASG terminates the instance mid-reload: drain, units stopped in reverse, then the terminate hook once"
 # A reload whose restart of the API takes 4 s is in flight when the group
 # terminates the instance: its jobs give way to the stop.
