@@ -508,6 +508,14 @@ static void on_control(ControlRequest *req, json_t *request, void *userdata) {
                 if (m->life.state == LIFE_DRAINING || m->life.state == LIFE_TERMINATING ||
                     m->life.state == LIFE_STOPPING)
                         answer_all(&m->next_waiters, "the agent is stopping");
+                /* Kept (it runs when the bus is back), but not waited for:
+                 * the bus may stay away for long, and each client killed
+                 * while waiting would hold one of the socket's 64
+                 * connections, until `status` itself is refused. */
+                else if (m->life.state == LIFE_WAITING_BUS)
+                        answer_all_with(&m->next_waiters,
+                                        "systemd's bus is not connected yet: the reload runs as soon as it is back",
+                                        EX_TEMPFAIL);
         } else {
                 control_reply(req, json_pack("{s:b, s:s, s:i}", "ok", 0, "error", "unknown command", "exit", EX_USAGE));
         }

@@ -64,4 +64,21 @@ restarted() { [ "$(unit_prop anb-api.service MainPID)" != "$api" ]; }
 wait_for 30 restarted || fail "anb-api never restarted on the new .env: $(agent_log | tail -8)"
 serves() { curl -sf 127.0.0.1:8080/settings | grep -q '"APP_ENV":"production"'; }
 wait_for 20 serves || fail "the app does not serve the new value: $(curl -s 127.0.0.1:8080/settings)"
+
+step "started with the bus gone: a reload is answered at once (it runs when the bus is back), not held open"
+systemctl --user stop anb-agent.service dbus.socket dbus.service
+: >"$ROOT/agent.log"
+systemctl --user start --no-block anb-agent.service
+waiting() { agent_log | grep -q "cannot connect to systemd's"; }
+wait_for 10 waiting || fail "the agent is not waiting for the bus: $(agent_log | tail -3)"
+rendered() { agent_log | grep -q "rendered "; }
+wait_for 10 rendered || fail "no render: $(agent_log | tail -3)"
+capture timeout 10 "$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf" reload
+assert_eq "$rc" 75 "reload while waiting for the bus: $out"
+assert_contains "$out" "the reload runs as soon as it is back" "says when it runs"
+systemctl --user start dbus.socket
+ready() { [ "$(unit_prop anb-agent.service ActiveState)" = active ]; }
+wait_for 30 ready || fail "the agent did not start once the bus was back: $(agent_log | tail -5)"
+ran() { agent_log | grep -q "reload: .env unchanged\|reload: .env changed"; }
+wait_for 10 ran || fail "the kept reload did not run: $(agent_log | tail -5)"
 echo OK
