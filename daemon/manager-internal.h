@@ -128,6 +128,8 @@ bool manage_changed(const Manager *m, const Config *c);
  * disk (started before it was written: an agent restart, or a restart
  * lost with the bus, came between), space-separated; NULL if none. */
 char *stale_units(Manager *m);
+/* A restart for staleness starts: at most 3 per .env written. */
+void stale_restart_spend(Manager *m);
 
 /* reload.c: renders, config re-reads, reload reports and their waiters. */
 bool env_on_disk(Manager *m);

@@ -53,8 +53,18 @@ static void on_unit_changed(UnitManager *um, const UnitInfo *u, const char *old_
         restart_stale(m);
 }
 
+/* Restarts for staleness per .env: more would mean the stamps cannot be
+ * trusted (a unit whose restart does not exec), not an old .env. */
+#define STALE_RESTARTS_MAX 3
+
 char *stale_units(Manager *m) {
         if (!m->env_written_usec || !m->unit_set)
+                return NULL;
+        if (m->stale_restart_for == m->env_written_usec && m->stale_restarts >= STALE_RESTARTS_MAX)
+                return NULL;
+        /* The clock was stepped back since the write: wall-clock stamps
+         * from before and after cannot be compared. */
+        if (m->env_written_usec > clock_realtime_usec())
                 return NULL;
         _cleanup_(strv_freep) char **stale = NULL;
         for (size_t i = 0; i < units_count(m->units); i++) {
@@ -63,27 +73,33 @@ char *stale_units(Manager *m) {
                         continue;
                 bool running = streq(u.active_state, "active") || streq(u.active_state, "activating") ||
                                streq(u.active_state, "reloading");
-                if (running && u.exec_main_start_usec && u.exec_main_start_usec < m->env_written_usec)
-                        strv_push(&stale, strdup(u.name));
+                if (running && u.exec_main_start_usec && u.exec_main_start_usec < m->env_written_usec) {
+                        char *name = strdup(u.name);
+                        if (!name || strv_push(&stale, name) < 0) {
+                                free(name);
+                                return NULL;
+                        }
+                }
         }
         return stale ? strv_join(stale, " ") : NULL;
 }
 
+void stale_restart_spend(Manager *m) {
+        if (m->stale_restart_for != m->env_written_usec) {
+                m->stale_restart_for = m->env_written_usec;
+                m->stale_restarts = 0;
+        }
+        m->stale_restarts++;
+}
+
 /* Restarts (through a reload: render, then the restarts) units left on an
- * older .env, a few times per .env at most. */
+ * older .env; the reload spends one of the .env's few restarts. */
 static void restart_stale(Manager *m) {
         if (m->life.state != LIFE_RUNNING)
                 return;
         _cleanup_free_ char *stale = stale_units(m);
         if (!stale)
                 return;
-        if (m->stale_restart_for != m->env_written_usec) {
-                m->stale_restart_for = m->env_written_usec;
-                m->stale_restarts = 0;
-        }
-        if (m->stale_restarts >= 3)
-                return;
-        m->stale_restarts++;
         log_notice("%s started before the .env it reads was last written (an agent restart or a lost bus came "
                    "between): restarting",
                    stale);

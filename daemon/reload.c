@@ -158,6 +158,8 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         render_outcome_free(o);
         /* Units left on an older .env restart as if it had changed now. */
         _cleanup_free_ char *stale = m->life.state == LIFE_STARTING ? NULL : stale_units(m);
+        if (stale && !content_changed)
+                stale_restart_spend(m);
 
         if (m->life.state == LIFE_STARTING)
                 log_notice("rendered %s (r%u, %zu variables)", m->config->env_output, m->env_revision,
