@@ -128,8 +128,10 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 /* The role tag may have resolved although the render
                  * failed (a secret or parameter did not): the units of the
                  * last good .env are the instance's role's, not the
-                 * default's. */
-                if (o && o->role && !m->unit_set)
+                 * default's.  Only the tag's own value: a default taken
+                 * because the tag could not be read yet would fix the
+                 * units before the retry reads it. */
+                if (o && o->role && o->role_from_tag && !m->unit_set)
                         choose_units(m, o->role);
                 render_outcome_free(o);
                 render_failed(m);

@@ -166,9 +166,10 @@ static void resolve_role(RenderJob *j, RenderOutcome *o) {
         const char *v = NULL, *reason = NULL;
         if (!(j->flags & RENDER_WANT_ROLE) || o->role)
                 return;
-        if (j->resolver && resolver_lookup(j->resolver, SOURCE_TAG, j->config->role_tag, &v, &reason) == 0)
+        if (j->resolver && resolver_lookup(j->resolver, SOURCE_TAG, j->config->role_tag, &v, &reason) == 0) {
                 o->role = strdup(v);
-        else if (j->config->default_role)
+                o->role_from_tag = true;
+        } else if (j->config->default_role)
                 o->role = strdup(j->config->default_role);
 }
 

@@ -40,6 +40,7 @@ typedef struct RenderOutcome {
          * a unit started before then runs on an older file.  0: unknown. */
         uint64_t env_written_usec;
         char *role;      /* with RENDER_WANT_ROLE: tag value, default_role, or NULL */
+        bool role_from_tag; /* role is the tag's value, not the default */
         char **warnings; /* e.g. keys with no portable quoting */
         const char *tags_source; /* "imds", "ec2:DescribeTags" or NULL (static) */
         unsigned aws_calls;

@@ -1,12 +1,18 @@
 #!/bin/bash
-# Role worker (tag anb:role) starts only the worker's units -- and this
+# Role worker (tag anb:role) starts only the worker's units, also when the
+# first render could not read the tag -- and this
 # test reaches systemd through the production code path: bus = system
 # with DBUS_SYSTEM_BUS_ADDRESS pointing at the harness's bus.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
 start_imds '{"tags": {"Name": "anb-worker-1", "anb:role": "worker", "anb:env": "staging"}}'
 app_setup "$WORK/root" "$IMDS_URL" system
+# The first render fails before the role tag is read (every attempt at it
+# answers 500); no .env yet, so the retry decides: the worker's units, not
+# default_role's (web) fixed by the failed attempt.
+imds_ctl fault '{"kind": "status", "status": 500, "count": 3, "path": "meta-data/tags/instance/anb:role"}' >/dev/null
 agent_start
+agent_log | grep -q "retrying the render" || fail "the first render did not fail: $(agent_log | tail -5)"
 assert_eq "$(unit_prop redis-server.service ActiveState)" active "redis"
 assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker"
 assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api not started"
