@@ -74,16 +74,20 @@ static const char *endpoint_env(AwsService s) {
         }
 }
 
-/* "us-east-1", "ap-southeast-2", "us-gov-west-1": letters, one or more
- * dash-separated lowercase words, a number.  The region becomes a host
- * name and the signing scope; anything else is refused before it does. */
+/* "us-east-1", "ap-southeast-2", "us-gov-west-1", "eusc-de-east-1": 2 to
+ * 4 letters, one or more dash-separated lowercase words, a number.  The
+ * region becomes a host name and the signing scope; anything else is
+ * refused before it does. */
 bool aws_region_is_valid(const char *region) {
         if (!region || strlen(region) > 32)
                 return false;
         const char *p = region;
-        if (!('a' <= p[0] && p[0] <= 'z') || !('a' <= p[1] && p[1] <= 'z'))
+        size_t prefix = 0;
+        while (prefix < 5 && 'a' <= p[prefix] && p[prefix] <= 'z')
+                prefix++;
+        if (prefix < 2 || prefix > 4)
                 return false;
-        p += 2;
+        p += prefix;
         unsigned words = 0;
         while (*p == '-' && 'a' <= p[1] && p[1] <= 'z') {
                 for (p++; 'a' <= *p && *p <= 'z'; p++)

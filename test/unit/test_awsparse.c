@@ -183,11 +183,12 @@ END_TEST
 
 START_TEST(identity_region_and_instance_id_shapes) {
         static const char *const regions[] = {"us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1",
-                                              "cn-northwest-1", "il-central-1", "us-isob-east-1"};
+                                              "cn-northwest-1", "il-central-1", "us-isob-east-1", "eusc-de-east-1",
+                                              "mx-central-1", "ap-southeast-7", "eu-isoe-west-1"};
         static const char *const not_regions[] = {"", "us", "us-east", "us-east-", "useast-1", "US-EAST-1",
                                                   "us-east-1a", "attacker.example/x", "us-east-1.evil",
                                                   "us-east-1/", "u-east-1", "us--east-1", "us-east-1 ",
-                                                  "us-east-1\n", "a-very-long-region-name-abcdefghijk-1"};
+                                                  "us-east-1\n", "a-very-long-region-name-abcdefghijk-1", "abcde-east-1"};
         for (size_t i = 0; i < ELEMENTSOF(regions); i++)
                 ck_assert_msg(aws_region_is_valid(regions[i]), "%s", regions[i]);
         for (size_t i = 0; i < ELEMENTSOF(not_regions); i++)
