@@ -56,6 +56,25 @@ static int quote_with(Buf *out, const char *v, char q, const char *escape) {
         return r;
 }
 
+/* python-dotenv's double quotes: \ and " escaped, a CR as \r (which it
+ * decodes; a raw CR it would read as a line break).  systemd reads \r as
+ * those two characters, still inside the quotes. */
+static int quote_dotenv(Buf *out, const char *v) {
+        int r = buf_putc(out, '"');
+        for (const char *p = v; r >= 0 && *p; p++)
+                if (*p == '\r')
+                        r = buf_puts(out, "\\r");
+                else {
+                        if (*p == '\\' || *p == '"')
+                                r = buf_putc(out, '\\');
+                        if (r >= 0)
+                                r = buf_putc(out, *p);
+                }
+        if (r >= 0)
+                r = buf_putc(out, '"');
+        return r;
+}
+
 int envfile_quote(Buf *out, const char *v, EnvFormat format, bool *ret_portable) {
         size_t n = strlen(v);
         if (!utf8_is_valid(v, n))
@@ -86,7 +105,7 @@ int envfile_quote(Buf *out, const char *v, EnvFormat format, bool *ret_portable)
                  * the quotes.  A trailing \ has no safe form for it. */
                 if (trailing_backslash)
                         return -EDOM;
-                return quote_with(out, v, '"', "\\\"");
+                return quote_dotenv(out, v);
         }
         return quote_with(out, v, '"', "\\\"$`");
 }

@@ -13,8 +13,9 @@
  *   as an escaped quote and runs on into the next lines.
  *   3. else no form exists that all three read back: [env] format decides
  *      (systemd and shell: double quotes escaping \ " $ `; dotenv: double
- *      quotes escaping \ and " -- systemd reads those exactly too, and
- *      never past the closing quote) and envfile_quote() reports it so the
+ *      quotes escaping \ and ", a CR written \r -- systemd reads those
+ *      exactly too, but for \r, and never past the closing quote) and
+ *      envfile_quote() reports it so the
  *      caller warns, naming the key.  For dotenv a value ending in \ has
  *      no form at all: -EDOM.
  * Values must be valid UTF-8 (systemd drops lines that are not).
