@@ -6,23 +6,8 @@
 . "$SRC/test/app-env.sh"
 start_imds
 app_setup "$WORK/root" "$IMDS_URL" user
-cat >"$ROOT/etc/anb-agent/agent.conf" <<CONF
-[env]
-template = $ROOT/etc/anb-agent/env.tmpl
-output = $ENV_FILE
-[systemd]
-bus = user
-[units]
-manage =
-[health]
-listen = 127.0.0.1:8081
-[control]
-socket = $ROOT/run/anb-agent/control.sock
-[drain]
-grace = 0
-[lifecycle]
-launch_hook = anb-web-launch
-CONF
+# No IMDS: the role is the default, the template static.
+printf '[lifecycle]\nlaunch_hook = anb-web-launch\n' >>"$ROOT/etc/anb-agent/agent.conf"
 echo 'STATIC=1' >"$ROOT/etc/anb-agent/env.tmpl"
 echo "Environment=AWS_EC2_METADATA_DISABLED=true" >>"$ANB_UNIT_DIR/anb-agent.service.d/harness.conf"
 systemctl --user daemon-reload
