@@ -93,11 +93,13 @@ typedef struct Manager {
         const char *tags_source;
         unsigned aws_calls_last_render;
         uint64_t render_count, render_failures;
-        /* When the .env on disk was last written (CLOCK_REALTIME us, from
-         * the last good render), and the restarts asked for because a
-         * restart_on_change unit started before that (stale_units()). */
-        uint64_t env_written_usec, stale_restart_for;
-        unsigned stale_restarts;
+        /* When the .env on disk was last written (CLOCK_REALTIME us: this
+         * run's own write, else the file's mtime at the first render), and
+         * the restarts made for the .env revision stale_restart_for
+         * because a restart_on_change unit started before that
+         * (stale_units()). */
+        uint64_t env_written_usec;
+        unsigned stale_restart_for, stale_restarts;
         uint64_t started_usec;
         double bootstrap_ms;
         time_t bootstrapped_at;
@@ -127,6 +129,10 @@ bool manage_changed(const Manager *m, const Config *c);
 /* The restart_on_change units running on an older .env than the one on
  * disk (started before it was written: an agent restart, or a restart
  * lost with the bus, came between), space-separated; NULL if none. */
+/* Whether a changed .env restarts unit: in the live config's
+ * restart_on_change and among the units supervised (a unit a reload added
+ * to both waits, with manage, for the next start). */
+bool restarts_on_change(const Manager *m, const char *unit);
 char *stale_units(Manager *m);
 /* A restart for staleness starts: at most 3 per .env written. */
 void stale_restart_spend(Manager *m);

@@ -57,10 +57,14 @@ static void on_unit_changed(UnitManager *um, const UnitInfo *u, const char *old_
  * trusted (a unit whose restart does not exec), not an old .env. */
 #define STALE_RESTARTS_MAX 3
 
+bool restarts_on_change(const Manager *m, const char *unit) {
+        return m->unit_set && strv_contains(m->unit_set->restart_on_change, unit) && strv_contains(m->manage, unit);
+}
+
 char *stale_units(Manager *m) {
         if (!m->env_written_usec || !m->unit_set)
                 return NULL;
-        if (m->stale_restart_for == m->env_written_usec && m->stale_restarts >= STALE_RESTARTS_MAX)
+        if (m->stale_restart_for == m->env_revision && m->stale_restarts >= STALE_RESTARTS_MAX)
                 return NULL;
         /* The clock was stepped back since the write: wall-clock stamps
          * from before and after cannot be compared. */
@@ -69,7 +73,7 @@ char *stale_units(Manager *m) {
         _cleanup_(strv_freep) char **stale = NULL;
         for (size_t i = 0; i < units_count(m->units); i++) {
                 UnitInfo u;
-                if (!units_get(m->units, i, &u) || !strv_contains(m->unit_set->restart_on_change, u.name))
+                if (!units_get(m->units, i, &u) || !restarts_on_change(m, u.name))
                         continue;
                 bool running = streq(u.active_state, "active") || streq(u.active_state, "activating") ||
                                streq(u.active_state, "reloading");
@@ -85,8 +89,8 @@ char *stale_units(Manager *m) {
 }
 
 void stale_restart_spend(Manager *m) {
-        if (m->stale_restart_for != m->env_written_usec) {
-                m->stale_restart_for = m->env_written_usec;
+        if (m->stale_restart_for != m->env_revision) {
+                m->stale_restart_for = m->env_revision;
                 m->stale_restarts = 0;
         }
         m->stale_restarts++;
@@ -359,8 +363,13 @@ static void execute(Manager *m, unsigned a) {
                         bootstrap_finished(m, true); /* nothing to start: done now */
                 run_units(m, "StartUnit", m->manage, on_units_started);
         }
-        if (a & LIFE_DO_RESTART_UNITS)
-                run_units(m, "RestartUnit", m->unit_set->restart_on_change, on_units_restarted);
+        if (a & LIFE_DO_RESTART_UNITS) {
+                _cleanup_(strv_freep) char **names = NULL;
+                for (char **u = m->unit_set->restart_on_change; u && *u; u++)
+                        if (restarts_on_change(m, *u))
+                                strv_push(&names, strdup(*u));
+                run_units(m, "RestartUnit", names, on_units_restarted);
+        }
         if (a & LIFE_DO_STOP_UNITS) {
                 _cleanup_(strv_freep) char **rev = to_stop(m);
                 log_notice("stopping the managed units in reverse order (each within its own stop timeout)");
@@ -410,6 +419,13 @@ void dispatch(Manager *m, LifeEvent ev) {
                 memmove(m->queue, m->queue + 1, --m->queued * sizeof(LifeEvent));
         }
         m->dispatching = false;
+        /* Reloads asked for meanwhile are kept (they run when the units
+         * are up), but not waited for while the bus is away: it may stay
+         * away for long, and each client killed while waiting would hold
+         * one of the control socket's 64 connections. */
+        if (m->life.state == LIFE_WAITING_BUS && !list_empty(&m->next_waiters))
+                answer_all_with(&m->next_waiters,
+                                "systemd's bus is not connected yet: the reload runs as soon as it is back", EX_TEMPFAIL);
         state_changed(m);
 }
 
@@ -524,14 +540,6 @@ static void on_control(ControlRequest *req, json_t *request, void *userdata) {
                 if (m->life.state == LIFE_DRAINING || m->life.state == LIFE_TERMINATING ||
                     m->life.state == LIFE_STOPPING)
                         answer_all(&m->next_waiters, "the agent is stopping");
-                /* Kept (it runs when the bus is back), but not waited for:
-                 * the bus may stay away for long, and each client killed
-                 * while waiting would hold one of the socket's 64
-                 * connections, until `status` itself is refused. */
-                else if (m->life.state == LIFE_WAITING_BUS)
-                        answer_all_with(&m->next_waiters,
-                                        "systemd's bus is not connected yet: the reload runs as soon as it is back",
-                                        EX_TEMPFAIL);
         } else {
                 control_reply(req, json_pack("{s:b, s:s, s:i}", "ok", 0, "error", "unknown command", "exit", EX_USAGE));
         }

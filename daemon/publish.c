@@ -60,7 +60,7 @@ static bool draining(const Manager *m) {
  * the unit ends "failed" and counts again. */
 static bool restarting_on_purpose(const Manager *m, const UnitInfo *u) {
         return m->life.state == LIFE_RELOADING && m->life.restarting && m->unit_set &&
-               strv_contains(m->unit_set->restart_on_change, u->name) && !streq(u->active_state, "failed");
+               restarts_on_change(m, u->name) && !streq(u->active_state, "failed");
 }
 
 /* The /health answer, published on every change, copied out per probe.

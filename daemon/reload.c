@@ -101,6 +101,13 @@ void reload_end(Manager *m) {
 
 /* ---- rendering --------------------------------------------------------- */
 
+static bool any_restart_on_change(const Manager *m) {
+        for (char **u = m->unit_set->restart_on_change; u && *u; u++)
+                if (restarts_on_change(m, *u))
+                        return true;
+        return false;
+}
+
 static void on_rendered(RenderOutcome *o, void *userdata) {
         Manager *m = userdata;
         fleet_watch_now(m->fleet); /* the first render ended: poll now */
@@ -155,7 +162,10 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         m->env = TAKE_PTR(o->rendered);
         choose_units(m, o->role);
         bool content_changed = o->changed;
-        if (o->env_written_usec)
+        /* This run's own write is the exact stamp; a later unchanged
+         * render's mtime is the same write seen through the coarser clock
+         * (or someone else's touch): kept as it was. */
+        if (o->env_written_usec && (o->changed || !m->env_written_usec))
                 m->env_written_usec = o->env_written_usec;
         render_outcome_free(o);
         /* Units left on an older .env restart as if it had changed now. */
@@ -179,7 +189,7 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         m->report.changed = changed;
         dispatch(m, (LifeEvent) {.kind = LIFE_RENDERED,
                                  .changed = content_changed || stale,
-                                 .restarts = strv_length(m->unit_set->restart_on_change) > 0});
+                                 .restarts = any_restart_on_change(m)});
 }
 
 void start_render(Manager *m) {

@@ -48,10 +48,17 @@ step "a reload that changes the role's manage list: warned, applied at the next 
 # 503 for a unit the agent would never start, until a restart.
 sed -i 's/^manage = redis-server.service anb-api.socket anb-api.service anb-worker.service nginx.service$/& anb-extra.service/' \
 	"$ROOT/etc/anb-agent/agent.conf"
-grep -q "anb-extra.service" "$ROOT/etc/anb-agent/agent.conf" || fail "the test did not change the manage list"
+sed -i 's/^restart_on_change = anb-api.service anb-worker.service$/& anb-extra.service/' "$ROOT/etc/anb-agent/agent.conf"
+[ "$(grep -c "anb-extra.service" "$ROOT/etc/anb-agent/agent.conf")" = 2 ] || fail "the test did not change the lists"
 systemctl --user reload anb-agent.service
 warned() { agent_log | grep -q "the manage list of role both changed; anb-agent supervises redis-server.service"; }
 wait_for 10 warned || fail "no warning: $(agent_log | tail -5)"
 assert_eq "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:8081/health)" 200 "health after the reload"
 assert_not_contains "$("$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf" status)" "anb-extra" "the new unit is not tracked yet"
+# A changed .env restarts the supervised units only: not the new one,
+# which restart_on_change names too.
+imds_ctl state '{"tags": {"Name": "anb-both-1", "anb:role": "both", "anb:env": "staging"}}' >/dev/null
+capture "$ANB_AGENT" --config "$ROOT/etc/anb-agent/agent.conf" reload
+assert_eq "$rc" 0 "reload after the list changed: $out"
+assert_not_contains "$out" "anb-extra" "the new unit is neither restarted nor tried"
 echo OK
