@@ -497,8 +497,7 @@ START_TEST(a_bus_lost_with_a_reply_pending_is_a_lost_bus) {
          * it is back), not as systemd refusing the unit: a manager that
          * took it for a refusal declared its bootstrap done with nothing
          * started. */
-        char dir[] = "/tmp/anb-units-test.XXXXXX";
-        ck_assert_ptr_nonnull(mkdtemp(dir));
+        _cleanup_free_ char *dir = test_tmpdir();
         _cleanup_free_ char *path = strdup_printf("%s/bus", dir);
         _cleanup_free_ char *address = strdup_printf("unix:path=%s", path);
         DropPeer p = {.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
@@ -533,8 +532,7 @@ START_TEST(a_bus_lost_with_a_reply_pending_is_a_lost_bus) {
         ck_assert_int_eq(uv_loop_close(&loop), 0);
         ck_assert_int_eq(pthread_join(p.thread, NULL), 0);
         close(p.listen_fd);
-        unlink(path);
-        rmdir(dir);
+        rm_rf(dir);
         if (saved)
                 setenv("DBUS_SYSTEM_BUS_ADDRESS", saved, 1);
         else
