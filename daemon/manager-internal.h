@@ -126,13 +126,15 @@ void choose_units(Manager *m, const char *role);
 /* Whether config c gives the role another manage list than the one the
  * agent supervises. */
 bool manage_changed(const Manager *m, const Config *c);
-/* The restart_on_change units running on an older .env than the one on
- * disk (started before it was written: an agent restart, or a restart
- * lost with the bus, came between), space-separated; NULL if none. */
 /* Whether a changed .env restarts unit: in the live config's
  * restart_on_change and among the units supervised (a unit a reload added
  * to both waits, with manage, for the next start). */
 bool restarts_on_change(const Manager *m, const char *unit);
+/* Those units, in restart_on_change's order (caller frees). */
+char **units_to_restart(const Manager *m);
+/* The restart_on_change units running on an older .env than the one on
+ * disk (started before it was written: an agent restart, or a restart
+ * lost with the bus, came between), space-separated; NULL if none. */
 char *stale_units(Manager *m);
 /* A restart for staleness starts: at most 3 per .env written. */
 void stale_restart_spend(Manager *m);

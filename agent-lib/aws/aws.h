@@ -51,12 +51,12 @@ typedef struct AwsStats {
 int aws_client_new(uv_loop_t *loop, HttpLoop *http, AwsClient **ret);
 void aws_client_free(AwsClient *c);
 
-/* The endpoint URL for service in region (environment overrides first). */
 /* Whether the identity document's region and instance id look like
  * AWS's own: they go into host names, the signing scope and request
  * forms, so nothing else is used. */
 bool aws_region_is_valid(const char *region);
 bool aws_instance_id_is_valid(const char *id);
+/* The endpoint URL for service in region (environment overrides first). */
 char *aws_endpoint(AwsService service, const char *region);
 const char *aws_service_name(AwsService service); /* signing name */
 

@@ -15,9 +15,8 @@
  *      (systemd and shell: double quotes escaping \ " $ `; dotenv: double
  *      quotes escaping \ and ", a CR written \r -- systemd reads those
  *      exactly too, but for \r, and never past the closing quote) and
- *      envfile_quote() reports it so the
- *      caller warns, naming the key.  For dotenv a value ending in \ has
- *      no form at all: -EDOM.
+ *      envfile_quote() reports it so the caller warns, naming the key.
+ *      For dotenv a value ending in \ has no form at all: -EDOM.
  * Values must be valid UTF-8 (systemd drops lines that are not).
  *
  * This module does no logging; it owns nothing beyond its return values. */
