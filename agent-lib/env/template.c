@@ -343,20 +343,15 @@ static int render_line(const Template *t, const Line *l, TemplateLookup lookup, 
         if (buf_printf(text, "%s=", l->name) < 0)
                 return -ENOMEM;
         int r = envfile_quote(text, val.data, format, &portable);
-        if (r == -EILSEQ) {
-                *first_error = r;
-                return buf_printf(errors, "%s%s:%u:1: the value of %s is not valid UTF-8", errors->len ? "\n" : "",
-                                  t->name, l->lineno, l->name) < 0
-                               ? -ENOMEM
-                               : 0;
-        }
-        if (r == -EDOM) {
+        if (r == -EILSEQ || r == -EDOM) {
+                /* A value the format cannot hold: one error kind for both. */
                 *first_error = -EILSEQ;
-                return buf_printf(errors,
-                                  "%s%s:%u:1: the value of %s ends with a backslash, which python-dotenv cannot read "
-                                  "back in any quoting ([env] format = dotenv; format = systemd writes it for systemd "
-                                  "and sh)",
-                                  errors->len ? "\n" : "", t->name, l->lineno, l->name) < 0
+                return buf_printf(errors, "%s%s:%u:1: the value of %s %s", errors->len ? "\n" : "", t->name, l->lineno,
+                                  l->name,
+                                  r == -EILSEQ ? "is not valid UTF-8"
+                                               : "ends with a backslash, which python-dotenv cannot read back in any "
+                                                 "quoting ([env] format = dotenv; format = systemd writes it for "
+                                                 "systemd and sh)") < 0
                                ? -ENOMEM
                                : 0;
         }
