@@ -61,6 +61,14 @@ bool restarts_on_change(const Manager *m, const char *unit) {
         return m->unit_set && strv_contains(m->unit_set->restart_on_change, unit) && strv_contains(m->manage, unit);
 }
 
+char **units_to_restart(const Manager *m) {
+        char **l = calloc(1, sizeof(char *));
+        for (char **u = m->unit_set ? m->unit_set->restart_on_change : NULL; l && u && *u; u++)
+                if (restarts_on_change(m, *u))
+                        strv_push(&l, strdup(*u));
+        return l;
+}
+
 char *stale_units(Manager *m) {
         if (!m->env_written_usec || !m->unit_set)
                 return NULL;
@@ -364,10 +372,7 @@ static void execute(Manager *m, unsigned a) {
                 run_units(m, "StartUnit", m->manage, on_units_started);
         }
         if (a & LIFE_DO_RESTART_UNITS) {
-                _cleanup_(strv_freep) char **names = NULL;
-                for (char **u = m->unit_set->restart_on_change; u && *u; u++)
-                        if (restarts_on_change(m, *u))
-                                strv_push(&names, strdup(*u));
+                _cleanup_(strv_freep) char **names = units_to_restart(m);
                 run_units(m, "RestartUnit", names, on_units_restarted);
         }
         if (a & LIFE_DO_STOP_UNITS) {

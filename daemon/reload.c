@@ -101,13 +101,6 @@ void reload_end(Manager *m) {
 
 /* ---- rendering --------------------------------------------------------- */
 
-static bool any_restart_on_change(const Manager *m) {
-        for (char **u = m->unit_set->restart_on_change; u && *u; u++)
-                if (restarts_on_change(m, *u))
-                        return true;
-        return false;
-}
-
 static void on_rendered(RenderOutcome *o, void *userdata) {
         Manager *m = userdata;
         fleet_watch_now(m->fleet); /* the first render ended: poll now */
@@ -187,9 +180,10 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         }
         strv_free(m->report.changed);
         m->report.changed = changed;
+        _cleanup_(strv_freep) char **restarts = units_to_restart(m);
         dispatch(m, (LifeEvent) {.kind = LIFE_RENDERED,
                                  .changed = content_changed || stale,
-                                 .restarts = any_restart_on_change(m)});
+                                 .restarts = strv_length(restarts) > 0});
 }
 
 void start_render(Manager *m) {
