@@ -25,6 +25,14 @@ AWS_ENDPOINT_URL=https://127.0.0.1:$port AWS_CA_BUNDLE=$WORK/ca.pem "$ANB_AGENT"
 	2>"$WORK/ok.err" || fail "render over TLS: $(cat "$WORK/ok.err")"
 grep -qx "S='over-tls'" "$WORK/app/.env" || fail "value not rendered"
 
+step "with the shipped unit's environment (GnuTLS left uninitialised): the same"
+unit_env=$(sed -n 's/^Environment=//p' "$SRC/units/anb-agent.service")
+assert_contains "$unit_env" "GNUTLS_NO_IMPLICIT_INIT=1" "the unit's environment"
+rm -f "$WORK/app/.env"
+env $unit_env AWS_ENDPOINT_URL=https://127.0.0.1:$port AWS_CA_BUNDLE=$WORK/ca.pem "$ANB_AGENT" \
+	--config "$WORK/agent.conf" render 2>"$WORK/ok.err" || fail "render over TLS: $(cat "$WORK/ok.err")"
+grep -qx "S='over-tls'" "$WORK/app/.env" || fail "value not rendered"
+
 step "without the CA: refused, and the message says why"
 capture env -u AWS_CA_BUNDLE AWS_ENDPOINT_URL=https://127.0.0.1:$port "$ANB_AGENT" --config "$WORK/agent.conf" render
 [ "$rc" -ne 0 ] || fail "an untrusted certificate was accepted"
