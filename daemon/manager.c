@@ -709,8 +709,11 @@ int manager_run(Config *config) {
                    config->imds_disabled ? "disabled" : config->imds_endpoint, config->env_output);
         /* A crash between creating and renaming a temp .env left it there. */
         r = envfile_remove_stale_temps(config->env_output);
-        if (r > 0)
-                log_notice("removed %d temporary .env file(s) a previous run left", r);
+        _cleanup_free_ char *role_path = render_role_path(config);
+        int r2 = role_path ? envfile_remove_stale_temps(role_path) : 0;
+        if (r > 0 || r2 > 0)
+                log_notice("removed %d temporary file(s) a previous run left beside the .env",
+                           (r > 0 ? r : 0) + (r2 > 0 ? r2 : 0));
         /* The .env's directory was checked (cli_check_config) before this. */
         if (units_connected(m->units))
                 m->life.bus_up = true;

@@ -128,11 +128,17 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 /* The role tag may have resolved although the render
                  * failed (a secret or parameter did not): the units of the
                  * last good .env are the instance's role's, not the
-                 * default's.  Only the tag's own value: a default taken
-                 * because the tag could not be read yet would fix the
-                 * units before the retry reads it. */
+                 * default's.  When the tag could not be read, the role
+                 * that .env was written for (render.h).  Never a default
+                 * taken because the tag could not be read yet: it would
+                 * fix the units before the retry reads it. */
                 if (o && o->role && o->role_from_tag && !m->unit_set)
                         choose_units(m, o->role);
+                else if (o && o->role && o->role_from_saved && !m->unit_set && env_on_disk(m)) {
+                        log_notice("the role tag cannot be read: role %s, the one the last good %s was written for",
+                                   o->role, m->config->env_output);
+                        choose_units(m, o->role);
+                }
                 render_outcome_free(o);
                 render_failed(m);
                 return;

@@ -2,9 +2,11 @@
 #include "render/render.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include "basic/clock.h"
 #include "basic/log.h"
@@ -50,6 +52,13 @@ struct RenderJob {
         int work_error;
         bool changed;
         uint64_t written_usec;
+        /* With RENDER_WANT_ROLE: the role file beside the .env, the role it
+         * held when the template was read, and what to write there after
+         * the .env ("ROLE\n"; NULL with role_remove: none; else keep). */
+        char *role_path, *saved_role, *role_line;
+        bool role_remove;
+        int role_error;
+        bool role_known; /* the tag was read, or is known absent */
 };
 
 void render_outcome_free(RenderOutcome *o) {
@@ -70,6 +79,9 @@ static void job_unref(RenderJob *j) {
         free(j->text);
         free(j->template_path);
         free(j->output_path);
+        free(j->role_path);
+        free(j->saved_role);
+        free(j->role_line);
         free(j);
 }
 
@@ -162,15 +174,59 @@ bool render_role_is_plain(const char *role) {
         return true;
 }
 
+char *render_role_path(const Config *c) {
+        return strdup_printf("%s.role", c->env_output);
+}
+
+static ssize_t read_own_file(int fd, char *buf, size_t size) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid() || (st.st_mode & 0022))
+                return -EPERM;
+        ssize_t n = read(fd, buf, size);
+        return n < 0 ? -errno : n;
+}
+
+int render_read_saved_role(const char *path, char **ret) {
+        *ret = NULL;
+        /* Only a file the agent wrote: its owner, one link, not a symlink,
+         * FIFO or device, so nothing another user put there is read. */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ELOOP ? -EPERM : -errno;
+        char buf[80];
+        ssize_t n = read_own_file(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n < 0)
+                return (int) n;
+        buf[n] = 0;
+        if (n > 0 && buf[n - 1] == '\n')
+                buf[--n] = 0;
+        if (!render_role_is_plain(buf))
+                return -EBADMSG;
+        *ret = strdup(buf);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* The role: the tag's value; default_role when the instance has no such
+ * tag; when the tag could not be read, the role the last .env was written
+ * for (the units a failed render falls back to run on that .env), else
+ * default_role. */
 static void resolve_role(RenderJob *j, RenderOutcome *o) {
         const char *v = NULL, *reason = NULL;
         if (!(j->flags & RENDER_WANT_ROLE) || o->role)
                 return;
-        if (j->resolver && resolver_lookup(j->resolver, SOURCE_TAG, j->config->role_tag, &v, &reason) == 0) {
+        int k = j->resolver ? resolver_lookup(j->resolver, SOURCE_TAG, j->config->role_tag, &v, &reason) : -EIO;
+        if (k == 0) {
                 o->role = strdup(v);
                 o->role_from_tag = true;
+        } else if (k != -ENOENT && j->saved_role) {
+                o->role = strdup(j->saved_role);
+                o->role_from_saved = true;
         } else if (j->config->default_role)
                 o->role = strdup(j->config->default_role);
+        j->role_known = k == 0 || k == -ENOENT;
 }
 
 static void on_write_work(uv_work_t *w) {
@@ -179,6 +235,12 @@ static void on_write_work(uv_work_t *w) {
                                       &j->changed);
         if (j->work_error < 0)
                 return;
+        bool role_changed;
+        if (j->role_line)
+                j->role_error = envfile_write(j->role_path, j->role_line, strlen(j->role_line), geteuid(), getegid(),
+                                              0644, &role_changed);
+        else if (j->role_remove && unlink(j->role_path) < 0 && errno != ENOENT)
+                j->role_error = -errno;
         /* The file's mtime comes from the kernel's coarse clock (a tick
          * behind): when this render wrote it, the clock read now is the
          * exact bound; units started after it read this content. */
@@ -205,6 +267,13 @@ static void after_write(uv_work_t *w, int status) {
                                           strerror(-k)));
         j->outcome->changed = j->changed;
         j->outcome->env_written_usec = j->written_usec;
+        if (j->role_error < 0) {
+                char *warn = strdup_printf("cannot record the role beside the .env (%s: %s): after a restart that "
+                                        "cannot read the role tag, the units started are default_role's",
+                                        j->role_path, strerror(-j->role_error));
+                if (!warn || strv_push(&j->outcome->warnings, warn) < 0)
+                        free(warn);
+        }
         finish(j);
 }
 
@@ -215,6 +284,13 @@ static void start_write(RenderJob *j) {
         uv_timer_stop(&j->timer);
         j->content = j->outcome->rendered->text;
         j->content_len = j->outcome->rendered->len;
+        /* The role goes beside the .env only when it is certain: a default
+         * taken because the tag could not be read keeps the one there. */
+        if ((j->flags & RENDER_WANT_ROLE) && j->role_known) {
+                if (j->outcome->role && !(j->role_line = strdup_printf("%s\n", j->outcome->role)))
+                        return fail(j, -ENOMEM, EX_OSERR, NULL);
+                j->role_remove = !j->outcome->role;
+        }
         j->work.data = j;
         int k = uv_queue_work(j->loop, &j->work, on_write_work, after_write);
         if (k < 0)
@@ -284,6 +360,8 @@ static void on_deadline(uv_timer_t *t) {
 static void on_read_work(uv_work_t *w) {
         RenderJob *j = w->data;
         j->work_error = read_file_full(j->template_path, TEMPLATE_MAX, &j->text, &j->len);
+        if (j->role_path)
+                (void) render_read_saved_role(j->role_path, &j->saved_role);
 }
 
 static void after_read(uv_work_t *w, int status) {
@@ -381,6 +459,10 @@ int render_start(const RenderSources *src, const Config *c, RenderFlags flags, R
         j->output_path = strdup(c->env_output);
         j->uid = c->env_uid;
         j->gid = c->env_gid;
+        if ((flags & RENDER_WANT_ROLE) && !(j->role_path = render_role_path(c))) {
+                free(j->template_path); /* fails the start below */
+                j->template_path = NULL;
+        }
         uv_timer_init(j->loop, &j->timer);
         j->timer.data = j;
         j->work.data = j;

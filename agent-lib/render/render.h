@@ -41,6 +41,7 @@ typedef struct RenderOutcome {
         uint64_t env_written_usec;
         char *role;      /* with RENDER_WANT_ROLE: tag value, default_role, or NULL */
         bool role_from_tag; /* role is the tag's value, not the default */
+        bool role_from_saved; /* the tag could not be read: the role file's */
         char **warnings; /* e.g. keys with no portable quoting */
         const char *tags_source; /* "imds", "ec2:DescribeTags" or NULL (static) */
         unsigned aws_calls;
@@ -83,4 +84,18 @@ void render_cancel(RenderJob *j); /* accepts NULL */
  * render whose role tag is anything else fails (EX_DATAERR) before it
  * writes. */
 bool render_role_is_plain(const char *role);
+
+/* The role a daemon's render last wrote the .env for is kept beside it,
+ * in [env] output + ".role" ("worker\n", 0644; removed when no role
+ * applies), written after the .env and only when the role is certain (the
+ * tag's value, or default_role for an instance without the tag).  A render
+ * that cannot read the tag takes the role from there (role_from_saved),
+ * so a restart with IMDS down starts the units of the role the last good
+ * .env belongs to, not default_role's.  render_role_path() returns the
+ * path (NULL: out of memory). */
+char *render_role_path(const Config *c);
+/* Reads a role file: only a regular file with one link, owned by the
+ * agent's user and writable by no one else, holding a plain role name
+ * (-EPERM, -EBADMSG otherwise; -ENOENT when there is none).  Blocking. */
+int render_read_saved_role(const char *path, char **ret);
 

@@ -63,5 +63,5 @@ probes_wait() {
 	PROBES="$ok answered ($codes), $missed unanswered, slowest $worst ms"
 }
 
-temp_files() { find "$1" -maxdepth 1 -name '.env.*' -o -maxdepth 1 -name '*.anb-agent.*' | sort; }
+temp_files() { find "$1" -maxdepth 1 \( -name '.env.*' -o -name '*.anb-agent.*' \) ! -name .env.role | sort; }
 

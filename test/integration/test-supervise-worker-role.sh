@@ -1,6 +1,7 @@
 #!/bin/bash
 # Role worker (tag anb:role) starts only the worker's units, also when the
-# first render could not read the tag -- and this
+# first render could not read the tag, and after a restart that cannot
+# read it (the role recorded beside the .env) -- and this
 # test reaches systemd through the production code path: bus = system
 # with DBUS_SYSTEM_BUS_ADDRESS pointing at the harness's bus.
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +20,8 @@ assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api not started"
 assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx not started"
 assert_contains "$(systemctl --user status anb-agent.service)" "healthy · worker · 2/2 units active" "STATUS="
 agent_log | grep -q "role worker, 2/2 units active" || fail "bootstrap line: $(agent_log)"
+assert_eq "$(cat "$ENV_FILE.role")" worker "the role recorded beside the .env"
+assert_eq "$(stat -c %a "$ENV_FILE.role")" 644 "the role file's mode"
 
 step "restarted with a render that fails after the role tag resolved: the worker's units, not the default role's"
 systemctl --user stop anb-agent.service anb-worker.service redis-server.service
@@ -30,4 +33,28 @@ assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker on the la
 assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
 assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
 agent_log | grep -q "role worker, 2/2 units active" || fail "bootstrap line: $(agent_log | tail -5)"
+
+step "restarted with IMDS refusing every token (the role tag unreadable): the role the last good .env was written for"
+systemctl --user stop anb-agent.service anb-worker.service redis-server.service
+imds_ctl reset >/dev/null
+imds_ctl fault '{"kind": "status", "status": 500, "count": 1000000, "path": "api/token"}' >/dev/null
+: >"$ROOT/agent.log"
+agent_start
+agent_log | grep -q "starting the units with the last good" || fail "no fallback: $(agent_log | tail -5)"
+agent_log | grep -q "the role tag cannot be read: role worker, the one the last good" ||
+	fail "the role file was not used: $(agent_log | tail -5)"
+assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker on the last good .env: $(agent_log | tail -5)"
+assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
+assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
+assert_eq "$(cat "$ENV_FILE.role")" worker "the role file kept while the tag is unreadable"
+
+step "a role file another user could have written is not believed: the default role's units"
+systemctl --user stop anb-agent.service anb-worker.service redis-server.service
+chmod 666 "$ENV_FILE.role"
+: >"$ROOT/agent.log"
+agent_start
+agent_log | grep -q "starting the units with the last good" || fail "no fallback: $(agent_log | tail -5)"
+agent_log | grep -q "the role tag cannot be read" && fail "a group/world-writable role file was believed"
+assert_eq "$(unit_prop anb-api.service ActiveState)" active "the default role's api: $(agent_log | tail -5)"
+assert_eq "$(unit_prop anb-worker.service ActiveState)" inactive "worker not started"
 echo OK

@@ -11,6 +11,7 @@
 
 #include "basic/clock.h"
 #include "env/envfile.h"
+#include "render/render.h"
 #include "testutil.h"
 
 typedef struct Scene {
@@ -301,6 +302,57 @@ START_TEST(test_envfile_check_dir_names_a_directory_another_user_controls) {
 END_TEST
 
 TEST_SUITE(suite_envfile_hostile)
+/* The role file beside the .env steers which units start after a restart
+ * that cannot read the role tag: only a file the agent itself wrote is
+ * believed, never one the app user placed, linked or opened up. */
+START_TEST(test_role_file_is_believed_only_when_the_agent_wrote_it) {
+        Scene s;
+        if (!scene_setup(&s))
+                return;
+        char role[340], other[320];
+        snprintf(role, sizeof role, "%s.role", s.path);
+        snprintf(other, sizeof other, "%s/web-role", s.base);
+        char *v = NULL;
+        ck_assert_int_eq(render_read_saved_role(role, &v), -ENOENT);
+
+        bool changed;
+        ck_assert_int_eq(envfile_write(role, "worker\n", 7, geteuid(), getegid(), 0644, &changed), 0);
+        ck_assert_int_eq(render_read_saved_role(role, &v), 0);
+        ck_assert_str_eq(v, "worker");
+        free(v), v = NULL;
+
+        ck_assert_int_eq(chmod(role, 0664), 0); /* another may have written it */
+        ck_assert_int_eq(render_read_saved_role(role, &v), -EPERM);
+        ck_assert_int_eq(chmod(role, 0644), 0);
+        ck_assert_int_eq(chown(role, s.nobody, s.nogroup), 0); /* the app user's */
+        ck_assert_int_eq(render_read_saved_role(role, &v), -EPERM);
+
+        write_text(other, "web\n"); /* root's, elsewhere: linked in */
+        ck_assert_int_eq(unlink(role), 0);
+        ck_assert_int_eq(symlink(other, role), 0);
+        ck_assert_int_eq(render_read_saved_role(role, &v), -EPERM);
+        ck_assert_int_eq(unlink(role), 0);
+        ck_assert_int_eq(link(other, role), 0);
+        ck_assert_int_eq(render_read_saved_role(role, &v), -EPERM);
+        ck_assert_int_eq(unlink(role), 0);
+
+        ck_assert_int_eq(mkfifo(role, 0644), 0); /* no writer: a blocking open would hang */
+        uint64_t t0 = clock_usec();
+        ck_assert_int_eq(render_read_saved_role(role, &v), -EPERM);
+        ck_assert_uint_lt(clock_usec() - t0, 2 * USEC_PER_SEC);
+        ck_assert_int_eq(unlink(role), 0);
+
+        const char *bad[] = {"wor ker\n", "web\nworker\n", "", "../web\n",
+                             "a-role-name-longer-than-sixty-four-characters-is-not-a-plain-role-name\n"};
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+                ck_assert_int_eq(envfile_write(role, bad[i], strlen(bad[i]), geteuid(), getegid(), 0644, &changed), 0);
+                ck_assert_msg(render_read_saved_role(role, &v) == -EBADMSG, "believed: [%s]", bad[i]);
+                ck_assert_ptr_null(v);
+        }
+        scene_teardown(&s);
+}
+END_TEST
+
 Suite *suite_envfile_hostile(void) {
         Suite *s = suite_create("envfile_hostile");
         TCase *tc = tcase_create("untrusted directory");
@@ -313,6 +365,7 @@ Suite *suite_envfile_hostile(void) {
         tcase_add_test(tc, test_envfile_stale_temps_are_removed_and_nothing_else);
         tcase_add_test(tc, test_envfile_path_with_dot_components_is_refused);
         tcase_add_test(tc, test_envfile_check_dir_names_a_directory_another_user_controls);
+        tcase_add_test(tc, test_role_file_is_believed_only_when_the_agent_wrote_it);
         suite_add_tcase(s, tc);
         return s;
 }
