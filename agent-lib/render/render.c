@@ -57,8 +57,10 @@ struct RenderJob {
          * the .env ("ROLE\n"; NULL with role_remove: none; else keep). */
         char *role_path, *saved_role, *role_line;
         bool role_remove;
-        int role_error;
+        int role_write_error;
         bool role_known; /* the tag was read, or is known absent */
+        int role_error;  /* else: why not */
+        char *role_reason;
 };
 
 void render_outcome_free(RenderOutcome *o) {
@@ -82,6 +84,7 @@ static void job_unref(RenderJob *j) {
         free(j->role_path);
         free(j->saved_role);
         free(j->role_line);
+        free(j->role_reason);
         free(j);
 }
 
@@ -227,6 +230,9 @@ static void resolve_role(RenderJob *j, RenderOutcome *o) {
         } else if (j->config->default_role)
                 o->role = strdup(j->config->default_role);
         j->role_known = k == 0 || k == -ENOENT;
+        j->role_error = k;
+        free(j->role_reason);
+        j->role_reason = j->role_known ? NULL : strdup(reason ? reason : "not fetched");
 }
 
 static void on_write_work(uv_work_t *w) {
@@ -237,10 +243,10 @@ static void on_write_work(uv_work_t *w) {
                 return;
         bool role_changed;
         if (j->role_line)
-                j->role_error = envfile_write(j->role_path, j->role_line, strlen(j->role_line), geteuid(), getegid(),
+                j->role_write_error = envfile_write(j->role_path, j->role_line, strlen(j->role_line), geteuid(), getegid(),
                                               0644, &role_changed);
         else if (j->role_remove && unlink(j->role_path) < 0 && errno != ENOENT)
-                j->role_error = -errno;
+                j->role_write_error = -errno;
         /* The file's mtime comes from the kernel's coarse clock (a tick
          * behind): when this render wrote it, the clock read now is the
          * exact bound; units started after it read this content. */
@@ -267,10 +273,10 @@ static void after_write(uv_work_t *w, int status) {
                                           strerror(-k)));
         j->outcome->changed = j->changed;
         j->outcome->env_written_usec = j->written_usec;
-        if (j->role_error < 0) {
+        if (j->role_write_error < 0) {
                 char *warn = strdup_printf("cannot record the role beside the .env (%s: %s): after a restart that "
                                         "cannot read the role tag, the units started are default_role's",
-                                        j->role_path, strerror(-j->role_error));
+                                        j->role_path, strerror(-j->role_write_error));
                 if (!warn || strv_push(&j->outcome->warnings, warn) < 0)
                         free(warn);
         }
@@ -331,6 +337,17 @@ static void on_resolved(Resolver *r, void *userdata) {
                 return fail(j, k, EX_OSERR, err);
         if (k < 0)
                 return fail(j, k, exit_code_for_fetch(resolver_fetch_error(r) ? resolver_fetch_error(r) : k), err);
+        /* With roles configured the units depend on the tag: a default
+         * taken because IMDS or EC2 failed for a moment would start another
+         * role's units (a worker's agent starting nginx).  The render fails
+         * and is retried instead.  A lasting reason (IMDS disabled, tags
+         * not exposed, DescribeTags denied) keeps default_role. */
+        if ((j->flags & RENDER_WANT_ROLE) && !j->role_known && !o->role_from_saved && c->n_roles > 0 &&
+            exit_code_for_fetch(j->role_error) == EX_TEMPFAIL)
+                return fail(j, j->role_error, EX_TEMPFAIL,
+                            strdup_printf("cannot read the role tag '%s' (%s): the units to start depend on it; "
+                                          "the .env was not changed",
+                                          c->role_tag, j->role_reason ? j->role_reason : "not fetched"));
         if (collect_warnings(o, c) < 0)
                 return fail(j, -ENOMEM, EX_OSERR, NULL);
         if (j->flags & RENDER_WRITE)

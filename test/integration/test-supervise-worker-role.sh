@@ -57,4 +57,20 @@ agent_log | grep -q "starting the units with the last good" || fail "no fallback
 agent_log | grep -q "the role tag cannot be read" && fail "a group/world-writable role file was believed"
 assert_eq "$(unit_prop anb-api.service ActiveState)" active "the default role's api: $(agent_log | tail -5)"
 assert_eq "$(unit_prop anb-worker.service ActiveState)" inactive "worker not started"
+
+step "first boot, a template that does not name the role tag, the tag failing for a moment: retried, not defaulted"
+systemctl --user stop anb-agent.service anb-api.service anb-api.socket nginx.service redis-server.service
+rm -f "$ENV_FILE" "$ENV_FILE.role"
+sed -i '/tag:anb:role/d' "$ROOT/etc/anb-agent/env.tmpl"
+grep -q 'tag:' "$ROOT/etc/anb-agent/env.tmpl" || fail "the template has no tag left to fetch"
+imds_ctl reset >/dev/null
+imds_ctl fault '{"kind": "status", "status": 500, "count": 3, "path": "meta-data/tags/instance/anb:role"}' >/dev/null
+: >"$ROOT/agent.log"
+agent_start
+agent_log | grep -q "cannot read the role tag 'anb:role' (IMDS request for meta-data/tags/instance/anb:role failed" ||
+	fail "the first render did not fail on the role tag: $(agent_log | tail -5)"
+assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker after the retry: $(agent_log | tail -5)"
+assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
+assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
+assert_eq "$(cat "$ENV_FILE.role")" worker "the role recorded"
 echo OK
