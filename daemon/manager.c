@@ -365,8 +365,15 @@ static void execute(Manager *m, unsigned a) {
                         log_warning("starting the units with the last good %s (left by a previous run); "
                                     "the render is retried",
                                     m->config->env_output);
-                if (!m->unit_set) /* the render failed: the role tag is unknown */
+                if (!m->unit_set) { /* the render failed: the role tag is unknown */
+                        if (m->config->n_roles > 0)
+                                log_warning("the role tag cannot be read and no role is recorded beside the .env: "
+                                            "starting the units of %s%s until a render reads it (then restart "
+                                            "anb-agent if the role differs)",
+                                            m->config->default_role ? "role " : "[units]",
+                                            m->config->default_role ? m->config->default_role : "");
                         choose_units(m, m->config->default_role);
+                }
                 if (strv_length(m->manage) == 0)
                         bootstrap_finished(m, true); /* nothing to start: done now */
                 run_units(m, "StartUnit", m->manage, on_units_started);

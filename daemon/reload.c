@@ -194,7 +194,9 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
 
 void start_render(Manager *m) {
         m->render_count++;
-        int k = render_start(&m->src, m->config, RENDER_WRITE | RENDER_WANT_ROLE, on_rendered, m, &m->render_job);
+        /* Until the units are chosen the role must not be a guess. */
+        RenderFlags flags = RENDER_WRITE | RENDER_WANT_ROLE | (m->unit_set ? 0 : RENDER_NEED_ROLE);
+        int k = render_start(&m->src, m->config, flags, on_rendered, m, &m->render_job);
         if (k < 0) {
                 _cleanup_free_ char *msg = strdup_printf("cannot render: %s", strerror(-k));
                 report_set_error(m, msg ? msg : "cannot render");

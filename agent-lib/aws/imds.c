@@ -164,10 +164,13 @@ static void token_failed(ImdsClient *c, const HttpResponse *r) {
         else
                 hint = "check the instance's metadata options";
         /* Fail everything waiting for a token; IMDSv1 is never tried.  From
-         * the head each time: a callback may cancel any other request. */
+         * the head each time: a callback may cancel any other request.  A
+         * refusal is -EACCES; IMDS failing (5xx, 429 after the retries) is
+         * -EIO, as for any other request: a retry may cure it. */
+        int error = r->error ? r->error : retryable(r) ? -EIO : -EACCES;
         ImdsCall *q;
         while ((q = first_waiting(c)))
-                req_fail(q, r->error ? r->error : -EACCES, r->status,
+                req_fail(q, error, r->status,
                          "IMDSv2 token request to %s failed (%s): %s; IMDSv1 is never used", c->endpoint, why, hint);
 }
 

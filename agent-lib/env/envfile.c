@@ -385,6 +385,35 @@ int envfile_write(const char *path, const char *content, size_t len, uid_t uid, 
         return 0;
 }
 
+int envfile_open_own(const char *path) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int dfd = open_parent(path, &name, NULL);
+        if (dfd < 0)
+                return dfd;
+        int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ELOOP ? -EPERM : -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid() ||
+            (st.st_mode & 0022)) {
+                close(fd);
+                return -EPERM;
+        }
+        return fd;
+}
+
+int envfile_remove(const char *path) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int dfd = open_parent(path, &name, NULL);
+        if (dfd == -ENOENT)
+                return 0;
+        if (dfd < 0)
+                return dfd;
+        if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
 int envfile_remove_stale_temps(const char *path) {
         _cleanup_free_ char *name = NULL;
         _cleanup_close_ int dfd = open_parent(path, &name, NULL);

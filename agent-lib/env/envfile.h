@@ -76,6 +76,16 @@ int envfile_check_dir(const char *path, char **ret_unsafe);
  * directory does not exist), or a negative errno. */
 int envfile_remove_stale_temps(const char *path);
 
+/* Opens path for reading the way envfile_write() reaches it (no symlink
+ * followed on the way or at the end, a FIFO never waited on), and returns
+ * the fd only for a file the agent itself wrote: regular, one link, owned
+ * by the process's effective user and writable by no one else (-EPERM
+ * otherwise; -ENOENT when missing, -ELOOP for a symlink on the way). */
+int envfile_open_own(const char *path);
+
+/* Removes path, reached the same way (0 also when it is not there). */
+int envfile_remove(const char *path);
+
 /* Reads a whole regular file (at most max bytes) into *ret; -ENOENT if
  * missing, -EINVAL if not a regular file (a FIFO is never waited on). */
 int read_file_full(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -2,7 +2,6 @@
 #include "render/render.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -52,13 +51,15 @@ struct RenderJob {
         int work_error;
         bool changed;
         uint64_t written_usec;
-        /* With RENDER_WANT_ROLE: the role file beside the .env, the role it
-         * held when the template was read, and what to write there after
-         * the .env ("ROLE\n"; NULL with role_remove: none; else keep). */
-        char *role_path, *saved_role, *role_line;
-        bool role_remove;
+        /* With RENDER_WANT_ROLE: the role file beside the .env; the role
+         * it held when the template was read (read_role on the thread
+         * pool, saved_role once after_read published it); with
+         * role_update, what goes there with the .env ("ROLE\n", or NULL:
+         * no file). */
+        char *role_path, *read_role, *saved_role, *role_line;
+        bool role_update;
         int role_write_error;
-        bool role_known; /* the tag was read, or is known absent */
+        bool role_known; /* the tag was read, is known absent, or cannot be had at all */
         int role_error;  /* else: why not */
         char *role_reason;
 };
@@ -82,6 +83,7 @@ static void job_unref(RenderJob *j) {
         free(j->template_path);
         free(j->output_path);
         free(j->role_path);
+        free(j->read_role);
         free(j->saved_role);
         free(j->role_line);
         free(j->role_reason);
@@ -181,72 +183,85 @@ char *render_role_path(const Config *c) {
         return strdup_printf("%s.role", c->env_output);
 }
 
-static ssize_t read_own_file(int fd, char *buf, size_t size) {
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid() || (st.st_mode & 0022))
-                return -EPERM;
-        ssize_t n = read(fd, buf, size);
-        return n < 0 ? -errno : n;
-}
-
 int render_read_saved_role(const char *path, char **ret) {
-        *ret = NULL;
-        /* Only a file the agent wrote: its owner, one link, not a symlink,
-         * FIFO or device, so nothing another user put there is read. */
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        /* Only a file the agent wrote (envfile_open_own), so nothing
+         * another user put there is read. */
+        int fd = envfile_open_own(path);
         if (fd < 0)
-                return errno == ELOOP ? -EPERM : -errno;
+                return fd == -ELOOP ? -EPERM : fd;
         char buf[80];
-        ssize_t n = read_own_file(fd, buf, sizeof buf - 1);
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        int e = errno;
         close(fd);
         if (n < 0)
-                return (int) n;
+                return -e;
         buf[n] = 0;
         if (n > 0 && buf[n - 1] == '\n')
                 buf[--n] = 0;
         if (!render_role_is_plain(buf))
                 return -EBADMSG;
-        *ret = strdup(buf);
-        return *ret ? 0 : -ENOMEM;
+        char *role = strdup(buf);
+        if (!role)
+                return -ENOMEM;
+        *ret = role;
+        return 0;
+}
+
+/* A failure a retry may cure (IMDS or EC2 down for a moment), as opposed
+ * to one that lasts (IMDS disabled, tags not to be had, access denied). */
+static bool transient(int error) {
+        return exit_code_for_fetch(error) == EX_TEMPFAIL;
 }
 
 /* The role: the tag's value; default_role when the instance has no such
- * tag; when the tag could not be read, the role the last .env was written
- * for (the units a failed render falls back to run on that .env), else
- * default_role. */
+ * tag or tags cannot be had at all; when the tag could not be read for a
+ * moment, the role the last .env was written for (a failed render's
+ * units run on that .env), else default_role as a guess (role_known
+ * false: never recorded). */
 static void resolve_role(RenderJob *j, RenderOutcome *o) {
         const char *v = NULL, *reason = NULL;
         if (!(j->flags & RENDER_WANT_ROLE) || o->role)
                 return;
         int k = j->resolver ? resolver_lookup(j->resolver, SOURCE_TAG, j->config->role_tag, &v, &reason) : -EIO;
+        j->role_known = k == 0 || !transient(k);
         if (k == 0) {
                 o->role = strdup(v);
                 o->role_from_tag = true;
-        } else if (k != -ENOENT && j->saved_role) {
+        } else if (!j->role_known && j->saved_role) {
                 o->role = strdup(j->saved_role);
                 o->role_from_saved = true;
         } else if (j->config->default_role)
                 o->role = strdup(j->config->default_role);
-        j->role_known = k == 0 || k == -ENOENT;
         j->role_error = k;
         free(j->role_reason);
         j->role_reason = j->role_known ? NULL : strdup(reason ? reason : "not fetched");
 }
 
+/* Whether the role file's line names role. */
+static bool role_line_is(const char *line, const char *role) {
+        size_t n = role ? strlen(role) : 0;
+        return line && role && strncmp(line, role, n) == 0 && streq(line + n, "\n");
+}
+
 static void on_write_work(uv_work_t *w) {
         RenderJob *j = w->data;
+        /* The role file never names another role than the .env's: when the
+         * role changes, the old file goes before the .env is replaced (a
+         * crash between the two leaves none), the new one comes after. */
+        if (j->role_update && !role_line_is(j->role_line, j->saved_role))
+                (void) envfile_remove(j->role_path);
         j->work_error = envfile_write(j->output_path, j->content, j->content_len, j->uid, j->gid, j->mode,
                                       &j->changed);
         if (j->work_error < 0)
                 return;
         bool role_changed;
-        if (j->role_line)
-                j->role_write_error = envfile_write(j->role_path, j->role_line, strlen(j->role_line), geteuid(), getegid(),
-                                              0644, &role_changed);
-        else if (j->role_remove && unlink(j->role_path) < 0 && errno != ENOENT)
-                j->role_write_error = -errno;
+        if (j->role_update && j->role_line) {
+                j->role_write_error = envfile_write(j->role_path, j->role_line, strlen(j->role_line), geteuid(),
+                                                    getegid(), 0644, &role_changed);
+                if (j->role_write_error < 0)
+                        (void) envfile_remove(j->role_path);
+        } else if (j->role_update)
+                j->role_write_error = envfile_remove(j->role_path);
         /* The file's mtime comes from the kernel's coarse clock (a tick
          * behind): when this render wrote it, the clock read now is the
          * exact bound; units started after it read this content. */
@@ -274,9 +289,9 @@ static void after_write(uv_work_t *w, int status) {
         j->outcome->changed = j->changed;
         j->outcome->env_written_usec = j->written_usec;
         if (j->role_write_error < 0) {
-                char *warn = strdup_printf("cannot record the role beside the .env (%s: %s): after a restart that "
-                                        "cannot read the role tag, the units started are default_role's",
-                                        j->role_path, strerror(-j->role_write_error));
+                char *warn = strdup_printf("cannot record the role beside the .env (%s: %s): a restart that "
+                                           "cannot read the role tag starts default_role's units",
+                                           j->role_path, strerror(-j->role_write_error));
                 if (!warn || strv_push(&j->outcome->warnings, warn) < 0)
                         free(warn);
         }
@@ -291,11 +306,11 @@ static void start_write(RenderJob *j) {
         j->content = j->outcome->rendered->text;
         j->content_len = j->outcome->rendered->len;
         /* The role goes beside the .env only when it is certain: a default
-         * taken because the tag could not be read keeps the one there. */
+         * guessed because the tag could not be read keeps the one there. */
         if ((j->flags & RENDER_WANT_ROLE) && j->role_known) {
                 if (j->outcome->role && !(j->role_line = strdup_printf("%s\n", j->outcome->role)))
                         return fail(j, -ENOMEM, EX_OSERR, NULL);
-                j->role_remove = !j->outcome->role;
+                j->role_update = true;
         }
         j->work.data = j;
         int k = uv_queue_work(j->loop, &j->work, on_write_work, after_write);
@@ -337,13 +352,12 @@ static void on_resolved(Resolver *r, void *userdata) {
                 return fail(j, k, EX_OSERR, err);
         if (k < 0)
                 return fail(j, k, exit_code_for_fetch(resolver_fetch_error(r) ? resolver_fetch_error(r) : k), err);
-        /* With roles configured the units depend on the tag: a default
-         * taken because IMDS or EC2 failed for a moment would start another
-         * role's units (a worker's agent starting nginx).  The render fails
-         * and is retried instead.  A lasting reason (IMDS disabled, tags
-         * not exposed, DescribeTags denied) keeps default_role. */
-        if ((j->flags & RENDER_WANT_ROLE) && !j->role_known && !o->role_from_saved && c->n_roles > 0 &&
-            exit_code_for_fetch(j->role_error) == EX_TEMPFAIL)
+        /* Units to choose by role: a default guessed because IMDS or EC2
+         * failed for a moment would start another role's units (a worker's
+         * agent starting nginx).  The render fails and is retried instead.
+         * A lasting reason (IMDS disabled, tags not to be had, DescribeTags
+         * denied) takes default_role. */
+        if ((j->flags & RENDER_NEED_ROLE) && !j->role_known && !o->role_from_saved && c->n_roles > 0)
                 return fail(j, j->role_error, EX_TEMPFAIL,
                             strdup_printf("cannot read the role tag '%s' (%s): the units to start depend on it; "
                                           "the .env was not changed",
@@ -378,7 +392,7 @@ static void on_read_work(uv_work_t *w) {
         RenderJob *j = w->data;
         j->work_error = read_file_full(j->template_path, TEMPLATE_MAX, &j->text, &j->len);
         if (j->role_path)
-                (void) render_read_saved_role(j->role_path, &j->saved_role);
+                (void) render_read_saved_role(j->role_path, &j->read_role);
 }
 
 static void after_read(uv_work_t *w, int status) {
@@ -390,6 +404,7 @@ static void after_read(uv_work_t *w, int status) {
                 return;
         }
         job_unref(j);
+        j->saved_role = TAKE_PTR(j->read_role); /* the loop's from here */
         int k = j->work_error;
         if (k < 0)
                 return fail(j, k, k == -ENOMEM ? EX_OSERR : EX_CONFIG,

@@ -27,6 +27,11 @@
 typedef enum RenderFlags {
         RENDER_WRITE = 1 << 0,     /* replace [env] output */
         RENDER_WANT_ROLE = 1 << 1, /* also resolve the role tag */
+        /* With RENDER_WANT_ROLE, while the units are not chosen yet: with
+         * [units.ROLE] sections, a role tag that cannot be read for a
+         * moment (and no role recorded) fails the render (EX_TEMPFAIL)
+         * rather than guess default_role. */
+        RENDER_NEED_ROLE = 1 << 2,
 } RenderFlags;
 
 typedef struct RenderOutcome {
@@ -87,15 +92,17 @@ bool render_role_is_plain(const char *role);
 
 /* The role a daemon's render last wrote the .env for is kept beside it,
  * in [env] output + ".role" ("worker\n", 0644; removed when no role
- * applies), written after the .env and only when the role is certain (the
- * tag's value, or default_role for an instance without the tag).  A render
- * that cannot read the tag takes the role from there (role_from_saved),
- * so a restart with IMDS down starts the units of the role the last good
- * .env belongs to, not default_role's.  render_role_path() returns the
- * path (NULL: out of memory). */
+ * applies), written after the .env and only when the role is certain:
+ * the tag's value, or default_role for an instance without the tag or
+ * where tags cannot be had at all (IMDS disabled, DescribeTags denied).
+ * A render that cannot read the tag for a moment takes the role from
+ * there (role_from_saved), so a restart with IMDS down starts the units
+ * of the role the last good .env belongs to, not default_role's.  When
+ * the role changes, the old file is removed before the .env is replaced.
+ * render_role_path() returns the path (NULL: out of memory). */
 char *render_role_path(const Config *c);
-/* Reads a role file: only a regular file with one link, owned by the
- * agent's user and writable by no one else, holding a plain role name
- * (-EPERM, -EBADMSG otherwise; -ENOENT when there is none).  Blocking. */
+/* Reads a role file: only one envfile_open_own() accepts, holding a
+ * plain role name (-EPERM, -EBADMSG otherwise; -ENOENT when there is
+ * none); *ret is set on success only.  Blocking. */
 int render_read_saved_role(const char *path, char **ret);
 

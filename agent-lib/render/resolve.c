@@ -37,6 +37,7 @@ struct Resolver {
         char *region, *instance_id;
         bool identity_requested;
         bool identity_done;   /* the identity document arrived (or failed) */
+        int identity_error;   /* it failed: why (what AWS sources then fail with) */
         bool need_aws;        /* secret or param entries */
         bool need_describe;   /* tags must come from DescribeTags */
         bool aws_started, describe_started, creds_asked, creds_retried;
@@ -285,7 +286,8 @@ static void on_identity(const ImdsResult *res, void *userdata) {
         r->identity_done = true;
         note_error(r, res->error);
         if (res->error) {
-                fail_source(r, SOURCE_IDENTITY, res->error == -ENOENT ? -EIO : res->error, res->message);
+                r->identity_error = res->error == -ENOENT ? -EIO : res->error;
+                fail_source(r, SOURCE_IDENTITY, r->identity_error, res->message);
                 aws_stage(r);
                 fetch_end(f);
                 return;
@@ -499,6 +501,11 @@ static void op_send(AwsOp *op, const AwsCredentials *creds);
 static void on_op_creds(int error, const char *message, const AwsCredentials *creds, void *userdata) {
         AwsOp *op = userdata;
         op->wait = NULL;
+        /* No IAM role (IMDS 404) says nothing of the secret, parameter or
+         * tag asked for: never "absent", which would render a template's
+         * default in its place. */
+        if (error == -ENOENT)
+                error = -ENOKEY;
         if (error) {
                 note_error(op->r, error);
                 fail_op(op, error, message);
@@ -709,13 +716,16 @@ static void aws_stage(Resolver *r) {
         if (!r->region || (describe && !r->instance_id)) {
                 const char *why = "cannot call AWS: the identity document (region, instance id) is unavailable "
                                   "or not shaped like AWS's (\"eu-west-1\", \"i-0123456789abcdef0\")";
+                /* A document IMDS failed to give may come on a retry; one
+                 * AWS's shapes do not fit will not. */
+                int error = r->identity_error ? r->identity_error : -ENETUNREACH;
                 for (size_t i = 0; i < r->n_entries; i++) {
                         Entry *e = &r->entries[i];
                         if ((secrets && (e->source == SOURCE_SECRET || e->source == SOURCE_PARAM)) ||
                             (describe && e->source == SOURCE_TAG))
-                                set_result(e, NULL, 0, -ENETUNREACH, why);
+                                set_result(e, NULL, 0, error, why);
                 }
-                note_error(r, -ENETUNREACH);
+                note_error(r, error);
                 return;
         }
         if (describe)

@@ -118,4 +118,14 @@ for doc in '{"region": "attacker.example/x"}' '{"region": "eu-west-1", "instance
 	cmp -s "$WORK/app/.env" "$WORK/before.env" || fail ".env changed"
 done
 imds_ctl state '{"identity": {"region": "eu-west-1", "instanceId": "i-0123456789abcdef0"}}' >/dev/null
+
+step "no IAM role: a secret with a default fails, its default is never rendered in its place"
+printf 'K=${secret:anb/api-key:-not-the-secret}\n' >"$WORK/one.tmpl"
+imds_ctl state '{"role": ""}' >/dev/null
+capture "$ANB_AGENT" --config "$WORK/one.conf" render
+[ "$rc" -ne 0 ] || fail "rendered without credentials: $(cat "$WORK/app/.env")"
+assert_contains "$out" "the instance has no IAM role" "no role named"
+assert_not_contains "$(cat "$WORK/app/.env")" "not-the-secret" "the default rendered"
+cmp -s "$WORK/app/.env" "$WORK/before.env" || fail ".env changed"
+imds_ctl state '{"role": "anb-instance-role"}' >/dev/null
 echo OK

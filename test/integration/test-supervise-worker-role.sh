@@ -54,7 +54,9 @@ chmod 666 "$ENV_FILE.role"
 : >"$ROOT/agent.log"
 agent_start
 agent_log | grep -q "starting the units with the last good" || fail "no fallback: $(agent_log | tail -5)"
-agent_log | grep -q "the role tag cannot be read" && fail "a group/world-writable role file was believed"
+agent_log | grep -q "the role tag cannot be read: role" && fail "a group/world-writable role file was believed"
+agent_log | grep -q "the role tag cannot be read and no role is recorded beside the .env: starting the units of role web" ||
+	fail "the default role's units not explained: $(agent_log | tail -5)"
 assert_eq "$(unit_prop anb-api.service ActiveState)" active "the default role's api: $(agent_log | tail -5)"
 assert_eq "$(unit_prop anb-worker.service ActiveState)" inactive "worker not started"
 
@@ -73,4 +75,14 @@ assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker after the
 assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
 assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
 assert_eq "$(cat "$ENV_FILE.role")" worker "the role recorded"
+
+step "the units chosen, no role recorded, a reload while the role tag fails for a moment: the .env still renders"
+rm "$ENV_FILE.role"
+imds_ctl fault '{"kind": "status", "status": 500, "count": 3, "path": "meta-data/tags/instance/anb:role"}' >/dev/null
+capture agent_cli reload
+assert_eq "$rc" 0 "reload with the role tag failing: $out"
+[ ! -e "$ENV_FILE.role" ] || fail "a role recorded from a guess: $(cat "$ENV_FILE.role")"
+capture agent_cli reload
+assert_eq "$rc" 0 "reload: $out"
+assert_eq "$(cat "$ENV_FILE.role")" worker "the role recorded once the tag reads"
 echo OK

@@ -342,6 +342,20 @@ START_TEST(test_role_file_is_believed_only_when_the_agent_wrote_it) {
         ck_assert_uint_lt(clock_usec() - t0, 2 * USEC_PER_SEC);
         ck_assert_int_eq(unlink(role), 0);
 
+        /* A symlinked directory on the way: neither read nor removed
+         * through it (the app user swapping a directory for a link). */
+        char via[340], link_dir[320];
+        snprintf(link_dir, sizeof link_dir, "%s/link", s.base);
+        snprintf(via, sizeof via, "%s/.env.role", link_dir);
+        ck_assert_int_eq(envfile_write(role, "worker\n", 7, geteuid(), getegid(), 0644, &changed), 0);
+        ck_assert_int_eq(symlink(s.app, link_dir), 0);
+        ck_assert_int_eq(render_read_saved_role(via, &v), -EPERM);
+        ck_assert_int_eq(envfile_remove(via), -ELOOP);
+        ck_assert_int_eq(access(role, F_OK), 0);
+        ck_assert_int_eq(envfile_remove(role), 0);
+        ck_assert_int_eq(access(role, F_OK), -1);
+        ck_assert_int_eq(envfile_remove(role), 0); /* already gone: fine */
+
         const char *bad[] = {"wor ker\n", "web\nworker\n", "", "../web\n",
                              "a-role-name-longer-than-sixty-four-characters-is-not-a-plain-role-name\n"};
         for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

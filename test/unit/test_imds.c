@@ -163,6 +163,20 @@ START_TEST(test_imds_dropped_connection_is_retried) {
 }
 END_TEST
 
+/* IMDS failing the token PUT (5xx after the retries) is a temporary
+ * failure like any other request's, not a refusal: callers retry it. */
+START_TEST(test_imds_token_5xx_is_a_temporary_failure) {
+        Env e;
+        env_start(&e, NULL, 0, 2, 0);
+        fake_post(&e.fake, "fault", "{\"kind\":\"status\",\"status\":500,\"count\":100,\"path\":\"api/token\"}");
+        Got g = get(&e, "meta-data/instance-id");
+        ck_assert_int_eq(g.error, -EIO);
+        ck_assert_ptr_nonnull(strstr(g.message, "IMDSv2 token request"));
+        ck_assert_int_eq(fake_count(&e.fake, "get"), 0);
+        env_stop(&e);
+}
+END_TEST
+
 START_TEST(test_imds_token_refused_fails_without_v1_fallback) {
         Env e;
         env_start(&e, NULL, 0, 3, 0);
@@ -363,6 +377,7 @@ Suite *suite_imds(void) {
         tcase_add_test(tc, test_imds_other_4xx_not_retried);
         tcase_add_test(tc, test_imds_slow_answer_times_out_then_retry_succeeds);
         tcase_add_test(tc, test_imds_dropped_connection_is_retried);
+        tcase_add_test(tc, test_imds_token_5xx_is_a_temporary_failure);
         tcase_add_test(tc, test_imds_token_refused_fails_without_v1_fallback);
         tcase_add_test(tc, test_imds_unreachable_endpoint_fails_with_hint);
         tcase_add_test(tc, test_imds_role_credentials_fetched_and_parsed);
