@@ -367,9 +367,10 @@ static void execute(Manager *m, unsigned a) {
                                     m->config->env_output);
                 if (!m->unit_set) { /* the render failed: the role tag is unknown */
                         if (m->config->n_roles > 0)
-                                log_warning("the role tag cannot be read and no role is recorded beside the .env: "
-                                            "starting the units of %s%s until a render reads it (then restart "
-                                            "anb-agent if the role differs)",
+                                log_warning("the role is not known (the role tag was not read, and no role the "
+                                            "agent can trust is recorded beside the .env): starting the units of "
+                                            "%s%s until a render reads it (then restart anb-agent if the role "
+                                            "differs)",
                                             m->config->default_role ? "role " : "[units]",
                                             m->config->default_role ? m->config->default_role : "");
                         choose_units(m, m->config->default_role);

@@ -128,17 +128,18 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
                 /* The role tag may have resolved although the render
                  * failed (a secret or parameter did not): the units of the
                  * last good .env are the instance's role's, not the
-                 * default's.  When the tag could not be read, the role
-                 * that .env was written for (render.h).  Never a default
-                 * taken because the tag could not be read yet: it would
-                 * fix the units before the retry reads it. */
-                if (o && o->role && o->role_from_tag && !m->unit_set)
-                        choose_units(m, o->role);
-                else if (o && o->role && o->role_from_saved && !m->unit_set && env_on_disk(m)) {
+                 * default's.  When the tag could not be read for a
+                 * moment, the role that .env was written for (render.h);
+                 * a certain default only for the units about to start on
+                 * that .env.  Never a guess: it would fix the units before
+                 * the retry reads the tag. */
+                RoleSource src = o ? o->role_source : ROLE_UNKNOWN;
+                bool env = !m->unit_set && src != ROLE_UNKNOWN && env_on_disk(m);
+                if (src == ROLE_SAVED && env)
                         log_notice("the role tag cannot be read: role %s, the one the last good %s was written for",
                                    o->role, m->config->env_output);
+                if (!m->unit_set && (src == ROLE_TAG || ((src == ROLE_SAVED || src == ROLE_DEFAULT) && env)))
                         choose_units(m, o->role);
-                }
                 render_outcome_free(o);
                 render_failed(m);
                 return;
@@ -159,7 +160,9 @@ static void on_rendered(RenderOutcome *o, void *userdata) {
         }
         rendered_free(m->env);
         m->env = TAKE_PTR(o->rendered);
-        choose_units(m, o->role);
+        /* A role guessed while the tag failed for a moment changes nothing
+         * chosen already (and says nothing about a role change). */
+        choose_units(m, o->role_source == ROLE_UNKNOWN && m->unit_set ? m->role : o->role);
         bool content_changed = o->changed;
         /* This run's own write is the exact stamp; a later unchanged
          * render's mtime is the same write seen through the coarser clock

@@ -59,8 +59,7 @@ struct RenderJob {
         char *role_path, *read_role, *saved_role, *role_line;
         bool role_update;
         int role_write_error;
-        bool role_known; /* the tag was read, is known absent, or cannot be had at all */
-        int role_error;  /* else: why not */
+        int role_error;  /* the tag's lookup failed: why */
         char *role_reason;
 };
 
@@ -207,34 +206,33 @@ int render_read_saved_role(const char *path, char **ret) {
         return 0;
 }
 
-/* A failure a retry may cure (IMDS or EC2 down for a moment), as opposed
- * to one that lasts (IMDS disabled, tags not to be had, access denied). */
-static bool transient(int error) {
-        return exit_code_for_fetch(error) == EX_TEMPFAIL;
+bool render_role_failure_lasts(int error) {
+        return error == -ENETUNREACH || error == -EOPNOTSUPP || error == -EACCES || error == -ENOKEY;
 }
 
-/* The role: the tag's value; default_role when the instance has no such
- * tag or tags cannot be had at all; when the tag could not be read for a
- * moment, the role the last .env was written for (a failed render's
- * units run on that .env), else default_role as a guess (role_known
- * false: never recorded). */
+/* The role (RoleSource): the tag's value; default_role when the instance
+ * has no such tag or tags cannot be had at all; when the tag could not be
+ * read for a moment, the role the last .env was written for (a failed
+ * render's units run on that .env), else default_role as a guess. */
 static void resolve_role(RenderJob *j, RenderOutcome *o) {
         const char *v = NULL, *reason = NULL;
-        if (!(j->flags & RENDER_WANT_ROLE) || o->role)
+        if (!(j->flags & RENDER_WANT_ROLE) || o->role_source != ROLE_UNKNOWN)
                 return;
         int k = j->resolver ? resolver_lookup(j->resolver, SOURCE_TAG, j->config->role_tag, &v, &reason) : -EIO;
-        j->role_known = k == 0 || !transient(k);
-        if (k == 0) {
-                o->role = strdup(v);
-                o->role_from_tag = true;
-        } else if (!j->role_known && j->saved_role) {
-                o->role = strdup(j->saved_role);
-                o->role_from_saved = true;
-        } else if (j->config->default_role)
-                o->role = strdup(j->config->default_role);
+        const char *role = j->config->default_role;
+        if (k == 0)
+                role = v, o->role_source = ROLE_TAG;
+        else if (k == -ENOENT || render_role_failure_lasts(k))
+                o->role_source = ROLE_DEFAULT;
+        else if (j->saved_role)
+                role = j->saved_role, o->role_source = ROLE_SAVED;
+        free(o->role);
+        o->role = role ? strdup(role) : NULL;
+        if (role && !o->role)
+                o->role_source = ROLE_UNKNOWN; /* out of memory: nothing certain */
         j->role_error = k;
         free(j->role_reason);
-        j->role_reason = j->role_known ? NULL : strdup(reason ? reason : "not fetched");
+        j->role_reason = k == 0 ? NULL : strdup(reason ? reason : "not fetched");
 }
 
 /* Whether the role file's line names role. */
@@ -247,13 +245,19 @@ static void on_write_work(uv_work_t *w) {
         RenderJob *j = w->data;
         /* The role file never names another role than the .env's: when the
          * role changes, the old file goes before the .env is replaced (a
-         * crash between the two leaves none), the new one comes after. */
-        if (j->role_update && !role_line_is(j->role_line, j->saved_role))
-                (void) envfile_remove(j->role_path);
+         * crash between the two leaves none), the new one comes after; if
+         * the .env cannot be replaced, the old file is put back. */
+        bool removed = j->role_update && !role_line_is(j->role_line, j->saved_role) &&
+                       envfile_remove(j->role_path) == 0;
         j->work_error = envfile_write(j->output_path, j->content, j->content_len, j->uid, j->gid, j->mode,
                                       &j->changed);
-        if (j->work_error < 0)
+        if (j->work_error < 0) {
+                _cleanup_free_ char *old = removed && j->saved_role ? strdup_printf("%s\n", j->saved_role) : NULL;
+                bool unused;
+                if (old)
+                        (void) envfile_write(j->role_path, old, strlen(old), geteuid(), getegid(), 0644, &unused);
                 return;
+        }
         bool role_changed;
         if (j->role_update && j->role_line) {
                 j->role_write_error = envfile_write(j->role_path, j->role_line, strlen(j->role_line), geteuid(),
@@ -307,7 +311,8 @@ static void start_write(RenderJob *j) {
         j->content_len = j->outcome->rendered->len;
         /* The role goes beside the .env only when it is certain: a default
          * guessed because the tag could not be read keeps the one there. */
-        if ((j->flags & RENDER_WANT_ROLE) && j->role_known) {
+        RoleSource src = j->outcome->role_source;
+        if ((j->flags & RENDER_WANT_ROLE) && (src == ROLE_TAG || src == ROLE_DEFAULT)) {
                 if (j->outcome->role && !(j->role_line = strdup_printf("%s\n", j->outcome->role)))
                         return fail(j, -ENOMEM, EX_OSERR, NULL);
                 j->role_update = true;
@@ -357,7 +362,7 @@ static void on_resolved(Resolver *r, void *userdata) {
          * agent starting nginx).  The render fails and is retried instead.
          * A lasting reason (IMDS disabled, tags not to be had, DescribeTags
          * denied) takes default_role. */
-        if ((j->flags & RENDER_NEED_ROLE) && !j->role_known && !o->role_from_saved && c->n_roles > 0)
+        if ((j->flags & RENDER_NEED_ROLE) && o->role_source == ROLE_UNKNOWN && c->n_roles > 0)
                 return fail(j, j->role_error, EX_TEMPFAIL,
                             strdup_printf("cannot read the role tag '%s' (%s): the units to start depend on it; "
                                           "the .env was not changed",

@@ -34,6 +34,14 @@ typedef enum RenderFlags {
         RENDER_NEED_ROLE = 1 << 2,
 } RenderFlags;
 
+/* Where a render's role comes from (RENDER_WANT_ROLE). */
+typedef enum RoleSource {
+        ROLE_UNKNOWN, /* not resolved, or default_role guessed while the tag failed for a moment */
+        ROLE_TAG,     /* the tag's value */
+        ROLE_DEFAULT, /* default_role: no such tag, or tags not to be had at all */
+        ROLE_SAVED,   /* the tag failed for a moment: the role recorded beside the .env */
+} RoleSource;
+
 typedef struct RenderOutcome {
         int error;
         int exit_code;   /* sysexits.h code for the CLI */
@@ -44,9 +52,8 @@ typedef struct RenderOutcome {
          * written (by this render: when it was in place; else its mtime);
          * a unit started before then runs on an older file.  0: unknown. */
         uint64_t env_written_usec;
-        char *role;      /* with RENDER_WANT_ROLE: tag value, default_role, or NULL */
-        bool role_from_tag; /* role is the tag's value, not the default */
-        bool role_from_saved; /* the tag could not be read: the role file's */
+        char *role;      /* with RENDER_WANT_ROLE: see role_source; NULL: [units] */
+        RoleSource role_source;
         char **warnings; /* e.g. keys with no portable quoting */
         const char *tags_source; /* "imds", "ec2:DescribeTags" or NULL (static) */
         unsigned aws_calls;
@@ -96,11 +103,18 @@ bool render_role_is_plain(const char *role);
  * the tag's value, or default_role for an instance without the tag or
  * where tags cannot be had at all (IMDS disabled, DescribeTags denied).
  * A render that cannot read the tag for a moment takes the role from
- * there (role_from_saved), so a restart with IMDS down starts the units
+ * there (ROLE_SAVED), so a restart with IMDS down starts the units
  * of the role the last good .env belongs to, not default_role's.  When
  * the role changes, the old file is removed before the .env is replaced.
  * render_role_path() returns the path (NULL: out of memory). */
 char *render_role_path(const Config *c);
+/* Whether a failed role-tag lookup says the tag cannot be had at all, for
+ * as long as nothing changes on the instance (then default_role is
+ * certain): IMDS disabled or an identity document not shaped like AWS's,
+ * tags neither in IMDS nor to be had from DescribeTags, access denied, no
+ * IAM role.  Anything else (IMDS or EC2 failing, credentials expired, a
+ * bad answer) a retry may cure. */
+bool render_role_failure_lasts(int error);
 /* Reads a role file: only one envfile_open_own() accepts, holding a
  * plain role name (-EPERM, -EBADMSG otherwise; -ENOENT when there is
  * none); *ret is set on success only.  Blocking. */

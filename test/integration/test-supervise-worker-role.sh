@@ -55,7 +55,7 @@ chmod 666 "$ENV_FILE.role"
 agent_start
 agent_log | grep -q "starting the units with the last good" || fail "no fallback: $(agent_log | tail -5)"
 agent_log | grep -q "the role tag cannot be read: role" && fail "a group/world-writable role file was believed"
-agent_log | grep -q "the role tag cannot be read and no role is recorded beside the .env: starting the units of role web" ||
+agent_log | grep -q "the role is not known (the role tag was not read, and no role the agent can trust is recorded beside the .env): starting the units of role web" ||
 	fail "the default role's units not explained: $(agent_log | tail -5)"
 assert_eq "$(unit_prop anb-api.service ActiveState)" active "the default role's api: $(agent_log | tail -5)"
 assert_eq "$(unit_prop anb-worker.service ActiveState)" inactive "worker not started"
@@ -82,6 +82,7 @@ imds_ctl fault '{"kind": "status", "status": 500, "count": 3, "path": "meta-data
 capture agent_cli reload
 assert_eq "$rc" 0 "reload with the role tag failing: $out"
 [ ! -e "$ENV_FILE.role" ] || fail "a role recorded from a guess: $(cat "$ENV_FILE.role")"
+agent_log | grep "role changed" && fail "a guessed role reported as a role change"
 capture agent_cli reload
 assert_eq "$rc" 0 "reload: $out"
 assert_eq "$(cat "$ENV_FILE.role")" worker "the role recorded once the tag reads"

@@ -367,6 +367,21 @@ START_TEST(test_role_file_is_believed_only_when_the_agent_wrote_it) {
 }
 END_TEST
 
+/* Only a failure that lasts makes default_role certain (recorded beside
+ * the .env, over a role recorded before); one a retry may cure keeps the
+ * recorded role.  Credentials served expired (a clock ahead at boot) or
+ * a garbled answer once counted as lasting. */
+START_TEST(test_role_tag_failures_that_last_and_those_that_pass) {
+        const int lasts[] = {-ENETUNREACH, -EOPNOTSUPP, -EACCES, -ENOKEY};
+        const int passes[] = {-EIO, -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH,
+                              -EKEYEXPIRED, -EBADMSG, -EPROTO, -ENOMEM};
+        for (size_t i = 0; i < sizeof lasts / sizeof *lasts; i++)
+                ck_assert_msg(render_role_failure_lasts(lasts[i]), "%s should last", strerror(-lasts[i]));
+        for (size_t i = 0; i < sizeof passes / sizeof *passes; i++)
+                ck_assert_msg(!render_role_failure_lasts(passes[i]), "%s should pass", strerror(-passes[i]));
+}
+END_TEST
+
 Suite *suite_envfile_hostile(void) {
         Suite *s = suite_create("envfile_hostile");
         TCase *tc = tcase_create("untrusted directory");
@@ -380,6 +395,7 @@ Suite *suite_envfile_hostile(void) {
         tcase_add_test(tc, test_envfile_path_with_dot_components_is_refused);
         tcase_add_test(tc, test_envfile_check_dir_names_a_directory_another_user_controls);
         tcase_add_test(tc, test_role_file_is_believed_only_when_the_agent_wrote_it);
+        tcase_add_test(tc, test_role_tag_failures_that_last_and_those_that_pass);
         suite_add_tcase(s, tc);
         return s;
 }
