@@ -220,12 +220,15 @@ static void resolve_role(RenderJob *j, RenderOutcome *o) {
                 return;
         int k = j->resolver ? resolver_lookup(j->resolver, SOURCE_TAG, j->config->role_tag, &v, &reason) : -EIO;
         const char *role = j->config->default_role;
-        if (k == 0)
-                role = v, o->role_source = ROLE_TAG;
-        else if (k == -ENOENT || render_role_failure_lasts(k))
+        if (k == 0) {
+                role = v;
+                o->role_source = ROLE_TAG;
+        } else if (k == -ENOENT || render_role_failure_lasts(k))
                 o->role_source = ROLE_DEFAULT;
-        else if (j->saved_role)
-                role = j->saved_role, o->role_source = ROLE_SAVED;
+        else if (j->saved_role) {
+                role = j->saved_role;
+                o->role_source = ROLE_SAVED;
+        }
         free(o->role);
         o->role = role ? strdup(role) : NULL;
         if (role && !o->role)
@@ -363,7 +366,7 @@ static void on_resolved(Resolver *r, void *userdata) {
          * A lasting reason (IMDS disabled, tags not to be had, DescribeTags
          * denied) takes default_role. */
         if ((j->flags & RENDER_NEED_ROLE) && o->role_source == ROLE_UNKNOWN && c->n_roles > 0)
-                return fail(j, j->role_error, EX_TEMPFAIL,
+                return fail(j, j->role_error ? j->role_error : -ENOMEM, EX_TEMPFAIL,
                             strdup_printf("cannot read the role tag '%s' (%s): the units to start depend on it; "
                                           "the .env was not changed",
                                           c->role_tag, j->role_reason ? j->role_reason : "not fetched"));
