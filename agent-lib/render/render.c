@@ -54,9 +54,10 @@ struct RenderJob {
         /* With RENDER_WANT_ROLE: the role file beside the .env; the role
          * it held when the template was read (read_role on the thread
          * pool, saved_role once after_read published it); with
-         * role_update, what goes there with the .env ("ROLE\n", or NULL:
-         * no file). */
-        char *role_path, *read_role, *saved_role, *role_line;
+         * role_update, the role recorded with the .env (NULL: none;
+         * borrowed from the outcome, like content). */
+        char *role_path, *read_role, *saved_role;
+        const char *new_role;
         bool role_update;
         int role_write_error;
         int role_error;  /* the tag's lookup failed: why */
@@ -84,7 +85,6 @@ static void job_unref(RenderJob *j) {
         free(j->role_path);
         free(j->read_role);
         free(j->saved_role);
-        free(j->role_line);
         free(j->role_reason);
         free(j);
 }
@@ -238,10 +238,14 @@ static void resolve_role(RenderJob *j, RenderOutcome *o) {
         j->role_reason = k == 0 ? NULL : strdup(reason ? reason : "not fetched");
 }
 
-/* Whether the role file's line names role. */
-static bool role_line_is(const char *line, const char *role) {
-        size_t n = role ? strlen(role) : 0;
-        return line && role && strncmp(line, role, n) == 0 && streq(line + n, "\n");
+/* Records role in the role file ("ROLE\n", 0644), or removes the file
+ * for none. */
+static int write_role(const char *path, const char *role) {
+        if (!role)
+                return envfile_remove(path);
+        _cleanup_free_ char *line = strdup_printf("%s\n", role);
+        bool changed;
+        return line ? envfile_write(path, line, strlen(line), geteuid(), getegid(), 0644, &changed) : -ENOMEM;
 }
 
 static void on_write_work(uv_work_t *w) {
@@ -250,25 +254,19 @@ static void on_write_work(uv_work_t *w) {
          * role changes, the old file goes before the .env is replaced (a
          * crash between the two leaves none), the new one comes after; if
          * the .env cannot be replaced, the old file is put back. */
-        bool removed = j->role_update && !role_line_is(j->role_line, j->saved_role) &&
-                       envfile_remove(j->role_path) == 0;
+        bool removed = j->role_update && !streq_ptr(j->new_role, j->saved_role) && envfile_remove(j->role_path) == 0;
         j->work_error = envfile_write(j->output_path, j->content, j->content_len, j->uid, j->gid, j->mode,
                                       &j->changed);
         if (j->work_error < 0) {
-                _cleanup_free_ char *old = removed && j->saved_role ? strdup_printf("%s\n", j->saved_role) : NULL;
-                bool unused;
-                if (old)
-                        (void) envfile_write(j->role_path, old, strlen(old), geteuid(), getegid(), 0644, &unused);
+                if (removed && j->saved_role)
+                        (void) write_role(j->role_path, j->saved_role);
                 return;
         }
-        bool role_changed;
-        if (j->role_update && j->role_line) {
-                j->role_write_error = envfile_write(j->role_path, j->role_line, strlen(j->role_line), geteuid(),
-                                                    getegid(), 0644, &role_changed);
-                if (j->role_write_error < 0)
+        if (j->role_update) {
+                j->role_write_error = write_role(j->role_path, j->new_role);
+                if (j->role_write_error < 0 && j->new_role)
                         (void) envfile_remove(j->role_path);
-        } else if (j->role_update)
-                j->role_write_error = envfile_remove(j->role_path);
+        }
         /* The file's mtime comes from the kernel's coarse clock (a tick
          * behind): when this render wrote it, the clock read now is the
          * exact bound; units started after it read this content. */
@@ -316,8 +314,7 @@ static void start_write(RenderJob *j) {
          * guessed because the tag could not be read keeps the one there. */
         RoleSource src = j->outcome->role_source;
         if ((j->flags & RENDER_WANT_ROLE) && (src == ROLE_TAG || src == ROLE_DEFAULT)) {
-                if (j->outcome->role && !(j->role_line = strdup_printf("%s\n", j->outcome->role)))
-                        return fail(j, -ENOMEM, EX_OSERR, NULL);
+                j->new_role = j->outcome->role;
                 j->role_update = true;
         }
         j->work.data = j;
