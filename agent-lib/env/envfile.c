@@ -43,9 +43,17 @@ bool envfile_name_is_valid(const char *n) {
         return true;
 }
 
-static int quote_with(Buf *out, const char *v, char q, const char *escape) {
+/* v between quotes q, a backslash before each character in escape; with
+ * cr_as_r a CR is written \r instead (python-dotenv's double quotes
+ * decode it; a raw CR it would read as a line break; systemd reads \r as
+ * those two characters, still inside the quotes). */
+static int quote_with(Buf *out, const char *v, char q, const char *escape, bool cr_as_r) {
         int r = buf_putc(out, q);
         for (const char *p = v; r >= 0 && *p; p++) {
+                if (cr_as_r && *p == '\r') {
+                        r = buf_puts(out, "\\r");
+                        continue;
+                }
                 if (strchr(escape, *p))
                         r = buf_putc(out, '\\');
                 if (r >= 0)
@@ -53,25 +61,6 @@ static int quote_with(Buf *out, const char *v, char q, const char *escape) {
         }
         if (r >= 0)
                 r = buf_putc(out, q);
-        return r;
-}
-
-/* python-dotenv's double quotes: \ and " escaped, a CR as \r (which it
- * decodes; a raw CR it would read as a line break).  systemd reads \r as
- * those two characters, still inside the quotes. */
-static int quote_dotenv(Buf *out, const char *v) {
-        int r = buf_putc(out, '"');
-        for (const char *p = v; r >= 0 && *p; p++)
-                if (*p == '\r')
-                        r = buf_puts(out, "\\r");
-                else {
-                        if (*p == '\\' || *p == '"')
-                                r = buf_putc(out, '\\');
-                        if (r >= 0)
-                                r = buf_putc(out, *p);
-                }
-        if (r >= 0)
-                r = buf_putc(out, '"');
         return r;
 }
 
@@ -91,11 +80,11 @@ int envfile_quote(Buf *out, const char *v, EnvFormat format, bool *ret_portable)
         bool trailing_backslash = n > 0 && v[n - 1] == '\\';
         if (!cr && !trailing_backslash && !strchr(v, '\'') && !strstr(v, "\\\\")) {
                 *ret_portable = true;
-                return quote_with(out, v, '\'', "");
+                return quote_with(out, v, '\'', "", false);
         }
         if (!cr && !trailing_backslash && !strchr(v, '$') && !strchr(v, '`')) {
                 *ret_portable = true;
-                return quote_with(out, v, '"', "\\\"");
+                return quote_with(out, v, '"', "\\\"", false);
         }
         *ret_portable = false;
         if (format == ENV_FORMAT_DOTENV) {
@@ -105,9 +94,9 @@ int envfile_quote(Buf *out, const char *v, EnvFormat format, bool *ret_portable)
                  * the quotes.  A trailing \ has no safe form for it. */
                 if (trailing_backslash)
                         return -EDOM;
-                return quote_dotenv(out, v);
+                return quote_with(out, v, '"', "\\\"", true);
         }
-        return quote_with(out, v, '"', "\\\"$`");
+        return quote_with(out, v, '"', "\\\"$`", false);
 }
 
 static void close_fdp(int *fd) {
