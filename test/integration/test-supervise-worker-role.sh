@@ -6,6 +6,12 @@
 # with DBUS_SYSTEM_BUS_ADDRESS pointing at the harness's bus.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/test/app-env.sh"
+# The worker's unit runs and the default role's (web) do not; WHEN names the step.
+assert_worker_units_only() {
+	assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker $1: $(agent_log | tail -5)"
+	assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started $1"
+	assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started $1"
+}
 start_imds '{"tags": {"Name": "anb-worker-1", "anb:role": "worker", "anb:env": "staging"}}'
 app_setup "$WORK/root" "$IMDS_URL" system
 # The first render fails before the role tag is read (every attempt at it
@@ -15,9 +21,7 @@ imds_ctl fault '{"kind": "status", "status": 500, "count": 3, "path": "meta-data
 agent_start
 agent_log | grep -q "retrying the render" || fail "the first render did not fail: $(agent_log | tail -5)"
 assert_eq "$(unit_prop redis-server.service ActiveState)" active "redis"
-assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker"
-assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api not started"
-assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx not started"
+assert_worker_units_only "at the first start"
 assert_contains "$(systemctl --user status anb-agent.service)" "healthy · worker · 2/2 units active" "STATUS="
 agent_log | grep -q "role worker, 2/2 units active" || fail "bootstrap line: $(agent_log)"
 assert_eq "$(cat "$ENV_FILE.role")" worker "the role recorded beside the .env"
@@ -29,9 +33,7 @@ imds_ctl fault '{"kind": "status", "status": 500, "count": 1000000, "path": "met
 : >"$ROOT/agent.log"
 agent_start
 agent_log | grep -q "starting the units with the last good" || fail "no fallback: $(agent_log | tail -5)"
-assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker on the last good .env: $(agent_log | tail -5)"
-assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
-assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
+assert_worker_units_only "on the last good .env"
 agent_log | grep -q "role worker, 2/2 units active" || fail "bootstrap line: $(agent_log | tail -5)"
 
 step "restarted with IMDS refusing every token (the role tag unreadable): the role the last good .env was written for"
@@ -43,9 +45,7 @@ agent_start
 agent_log | grep -q "starting the units with the last good" || fail "no fallback: $(agent_log | tail -5)"
 agent_log | grep -q "the role tag cannot be read: role worker, the one the last good" ||
 	fail "the role file was not used: $(agent_log | tail -5)"
-assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker on the last good .env: $(agent_log | tail -5)"
-assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
-assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
+assert_worker_units_only "on the last good .env"
 assert_eq "$(cat "$ENV_FILE.role")" worker "the role file kept while the tag is unreadable"
 
 step "a role file another user could have written is not believed: the default role's units"
@@ -71,9 +71,7 @@ imds_ctl fault '{"kind": "status", "status": 500, "count": 3, "path": "meta-data
 agent_start
 agent_log | grep -q "cannot read the role tag 'anb:role' (IMDS request for meta-data/tags/instance/anb:role failed" ||
 	fail "the first render did not fail on the role tag: $(agent_log | tail -5)"
-assert_eq "$(unit_prop anb-worker.service ActiveState)" active "worker after the retry: $(agent_log | tail -5)"
-assert_eq "$(unit_prop anb-api.service ActiveState)" inactive "api (the default role's) not started"
-assert_eq "$(unit_prop nginx.service ActiveState)" inactive "nginx (the default role's) not started"
+assert_worker_units_only "after the retry"
 assert_eq "$(cat "$ENV_FILE.role")" worker "the role recorded"
 
 step "the units chosen, no role recorded, a reload while the role tag fails for a moment: the .env still renders"
